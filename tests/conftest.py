@@ -1,0 +1,6 @@
+"""Shared fixtures live in tests/fixtures/, one module per concern, loaded here."""
+
+pytest_plugins = [
+    "tests.fixtures.tiny_models",
+    "tests.fixtures.real_models",
+]
