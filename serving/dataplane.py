@@ -1,0 +1,242 @@
+"""The one place REST and gRPC both call: model lookup, validation, inference, tasks.
+
+Protocol modules only convert payloads to numpy and map errors; everything a
+protocol would otherwise duplicate (tensor validation, deadlines, task pre- and
+postprocessing, request metrics, readiness and draining) lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from serving import tasks
+from serving.config import Settings
+from serving.errors import InvalidInput, ModelNotFound, ServingError
+from serving.manifest import Manifest, TensorSpec
+from serving.tasks import Prediction, TaskResult
+
+if TYPE_CHECKING:
+    from serving.metrics import Metrics
+    from serving.registry import ModelRegistry, ServedModel
+
+logger = logging.getLogger(__name__)
+__all__ = ["DataPlane", "InferResult", "Prediction", "TaskResult"]
+EXTENSIONS = ["model_repository", "binary_tensor_data", "statistics"]
+# Images larger than this are decoded in a worker thread so the event loop stays free.
+_THREAD_DECODE_BYTES = 32 * 1024
+
+
+@dataclass(frozen=True)
+class InferResult:
+    model_name: str
+    model_version: int
+    outputs: dict[str, np.ndarray]
+
+
+def _version_string() -> str:
+    try:
+        return importlib_metadata.version("modelserve")
+    except importlib_metadata.PackageNotFoundError:
+        return "0"
+
+
+def validate_tensor(spec: TensorSpec, arr: np.ndarray) -> None:
+    """Shape (−1 = any, the batch first), dtype and finiteness of one input."""
+    if arr.dtype != np.dtype(spec.dtype):
+        raise InvalidInput(f"input {spec.name!r} must be {spec.dtype}, got {arr.dtype}")
+    if arr.ndim != len(spec.shape) or any(
+        want not in (-1, got) for want, got in zip(spec.shape, arr.shape, strict=True)
+    ):
+        raise InvalidInput(f"input {spec.name!r} must have shape {spec.shape} "
+                           f"(-1 = any), got {list(arr.shape)}")
+    if arr.ndim == 0 or arr.shape[0] < 1:
+        raise InvalidInput(f"input {spec.name!r} needs at least one item in its batch dimension")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise InvalidInput(f"input {spec.name!r} contains NaN or infinity")
+
+
+def validate_inputs(manifest: Manifest, inputs: dict[str, np.ndarray]) -> None:
+    expected = {spec.name for spec in manifest.inputs}
+    unknown = sorted(set(inputs) - expected)
+    missing = sorted(expected - set(inputs))
+    if unknown or missing:
+        raise InvalidInput(f"model {manifest.name} expects inputs {sorted(expected)}; "
+                           f"unknown: {unknown}, missing: {missing}")
+    for spec in manifest.inputs:
+        validate_tensor(spec, inputs[spec.name])
+    sizes = {arr.shape[0] for arr in inputs.values()}
+    if len(sizes) > 1:
+        raise InvalidInput(f"inputs disagree on the batch size: {sorted(sizes)}")
+
+
+class DataPlane:
+    def __init__(self, registry: ModelRegistry, settings: Settings,
+                 metrics: Metrics | None = None) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.metrics = metrics
+        self.draining = False
+        self._drain_callbacks: list[Callable[[], Any]] = []
+
+    # Health ---------------------------------------------------------------
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return bool(self.registry.ready) and not self.draining
+
+    def on_draining(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback`` once when draining starts (e.g. gRPC health → NOT_SERVING)."""
+        self._drain_callbacks.append(callback)
+
+    def start_draining(self) -> None:
+        """Readiness goes false at once; requests are still served until the server stops."""
+        if self.draining:
+            return
+        self.draining = True
+        for callback in self._drain_callbacks:
+            try:
+                callback()
+            except Exception:  # one broken hook must not stop the shutdown
+                logger.exception("draining callback failed")
+
+    def model_ready(self, name: str, version: int | None = None) -> bool:
+        try:
+            return self.registry.get(name, version).state == "AVAILABLE"
+        except ServingError:
+            return False
+
+    # Metadata -------------------------------------------------------------
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": "modelserve", "version": _version_string(), "extensions": EXTENSIONS}
+
+    def model(self, name: str, version: int | None = None) -> ServedModel:
+        return self.registry.get(name, version)
+
+    def model_statuses(self, name: str, version: int | None = None) -> list[ServedModel]:
+        found = [m for m in self.registry.models()
+                 if m.name == name and (version is None or m.version == version)]
+        if not found:
+            what = name if version is None else f"{name} version {version}"
+            raise ModelNotFound(f"model {what} not found")
+        return sorted(found, key=lambda m: m.version)
+
+    def model_names(self) -> list[str]:
+        return sorted({m.name for m in self.registry.models()})
+
+    # Inference ------------------------------------------------------------
+    def deadline(self, deadline: float | None) -> float:
+        if deadline is not None:
+            return deadline
+        return time.monotonic() + self.settings.request_timeout_s
+
+    async def infer(self, name: str, version: int | None, inputs: dict[str, np.ndarray], *,
+                    protocol: str, deadline: float | None,
+                    output_names: list[str] | None = None) -> InferResult:
+        """Raw tensors in, raw tensors out (TF Serving and Open Inference Protocol)."""
+        start = time.perf_counter()
+        model_name, model_version = name, version
+        try:
+            served = self.registry.get(name, version)
+            model_version = served.version
+            validate_inputs(served.manifest, inputs)
+            wanted = self._output_names(served.manifest, output_names)
+            outputs = await served.infer(inputs, deadline=self.deadline(deadline))
+            result = InferResult(served.name, served.version,
+                                 {k: outputs[k] for k in wanted})
+        except BaseException as exc:
+            self._record(model_name, model_version, protocol, exc, start)
+            raise
+        self._record(model_name, model_version, protocol, None, start)
+        return result
+
+    @staticmethod
+    def _output_names(manifest: Manifest, names: list[str] | None) -> list[str]:
+        known = [spec.name for spec in manifest.outputs]
+        if not names:
+            return known
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise InvalidInput(f"model {manifest.name} has no output {unknown}; "
+                               f"outputs are {known}")
+        return list(dict.fromkeys(names))
+
+    async def predict_image(self, images: Sequence[bytes], **kwargs: Any) -> TaskResult:
+        async def decode(served: ServedModel) -> np.ndarray:
+            if sum(len(b) for b in images) > _THREAD_DECODE_BYTES:
+                return await asyncio.to_thread(tasks.decode_images, served.codec, images)
+            return tasks.decode_images(served.codec, images)
+        return await self._predict("image", images, decode, **kwargs)
+
+    async def predict_text(self, texts: Sequence[str], **kwargs: Any) -> TaskResult:
+        async def encode(served: ServedModel) -> np.ndarray:
+            return tasks.encode_texts(served.codec, texts)
+        return await self._predict("text", texts, encode, **kwargs)
+
+    async def predict_digit(self, digits: Sequence[Any], **kwargs: Any) -> TaskResult:
+        async def decode(served: ServedModel) -> np.ndarray:
+            return tasks.decode_digits(served.codec, digits)
+        return await self._predict("digit", digits, decode, **kwargs)
+
+    async def _predict(self, task: str, items: Sequence[Any], prepare: Any, *,
+                       model: str | None = None, version: int | None = None,
+                       top_k: int | None = None, protocol: str,
+                       deadline: float | None = None) -> TaskResult:
+        start = time.perf_counter()
+        name, model_version = model or task, version
+        try:
+            served = self.task_model(task, model, version)
+            name, model_version = served.name, served.version
+            if not items:
+                raise InvalidInput(f"no {task} given")
+            if top_k is not None and top_k < 1:
+                raise InvalidInput("top_k must be at least 1")
+            batch = await prepare(served)
+            manifest = served.manifest
+            outputs = await served.infer({manifest.inputs[0].name: batch},
+                                         deadline=self.deadline(deadline))
+            probs = tasks.probabilities(manifest, outputs[manifest.postprocessing.output])
+            result = TaskResult(served.name, served.version,
+                                tasks.to_predictions(manifest, probs, top_k))
+        except BaseException as exc:
+            self._record(name, model_version, protocol, exc, start)
+            raise
+        self._record(name, model_version, protocol, None, start)
+        return result
+
+    def task_model(self, task: str, model: str | None, version: int | None) -> ServedModel:
+        """The named model (checked to serve ``task``), or the default one for the task."""
+        if model is None:
+            names = [m.name for m in self.registry.models() if m.manifest.task == task]
+            if not names:
+                raise ModelNotFound(f"no model serves the {task} task")
+            model = task if task in names else sorted(names)[0]
+        served = self.registry.get(model, version)
+        if served.manifest.task != task:
+            raise InvalidInput(f"model {model} serves the {served.manifest.task} task, "
+                               f"not {task}")
+        return served
+
+    def _record(self, name: str, version: int | None, protocol: str,
+                exc: BaseException | None, start: float) -> None:
+        if self.metrics is None:
+            return
+        if exc is None:
+            status = "OK"
+        elif isinstance(exc, ServingError):
+            status = exc.grpc_code
+        elif isinstance(exc, asyncio.CancelledError):
+            status = "CANCELLED"
+        else:
+            status = "INTERNAL"
+        version_label = "" if version is None else str(version)
+        self.metrics.observe_request(name, version_label, protocol, status,
+                                     time.perf_counter() - start)
