@@ -18,9 +18,10 @@ class Settings(BaseSettings):
     version_policy: str = "latest"
     host: str = "0.0.0.0"
     http_port: int = Field(default=8000, ge=0, le=65535)
-    grpc_port: int = Field(default=8500, ge=0, le=65535)  # 0 picks a free port; -1 disables gRPC
+    grpc_port: int = Field(default=8500, ge=-1, le=65535)  # 0 picks a free port; -1 disables gRPC
     workers: int = Field(default=1, ge=1)
     log_level: str = "info"
+    access_log: bool = False  # one log line per request costs throughput; off by default
 
     # ONNX Runtime.
     providers: Literal["auto", "cpu", "cuda"] = "auto"

@@ -1,0 +1,71 @@
+"""Request body and query helpers shared by the REST routers (no pydantic on tensors)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from serving.errors import InvalidInput
+
+JSON = "application/json"
+
+
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None
+                  ) -> Response:
+    """orjson with numpy support: arrays are written straight from their buffers."""
+    body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(body, status_code=status, media_type=JSON, headers=headers)
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise InvalidInput("request body is empty; expected JSON")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"malformed JSON: {exc}") from exc
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    data = parse_json(await request.body())
+    if not isinstance(data, dict):
+        raise InvalidInput(f"request body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def parse_version(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise InvalidInput(f"version must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def query_int(request: Request, name: str) -> int | None:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise InvalidInput(f"query parameter {name} must be an integer, got {value!r}") from exc
+
+
+def request_deadline(request: Request, default_s: float) -> float:
+    """A client may shorten the server's timeout with ``Request-Timeout`` (seconds)."""
+    value = request.headers.get("request-timeout")
+    timeout = default_s
+    if value:
+        try:
+            timeout = min(default_s, float(value))
+        except ValueError as exc:
+            raise InvalidInput(f"Request-Timeout must be seconds, got {value!r}") from exc
+    return time.monotonic() + timeout
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()

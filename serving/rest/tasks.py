@@ -1,0 +1,95 @@
+"""Task endpoints for apps: /v1/{digit,text,image}:predict → labels and probabilities."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from serving.config import Settings
+from serving.dataplane import DataPlane
+from serving.errors import InvalidInput
+from serving.rest.body import json_response, parse_version, query_int, request_deadline
+from serving.rest.payloads import image_bytes, is_b64, read_payload
+
+PROTOCOL = "rest"
+
+
+def _one_or_many(data: dict[str, Any], many: str, one: str, what: str) -> list[Any]:
+    if many in data:
+        items = data[many]
+        if not isinstance(items, list):
+            raise InvalidInput(f"'{many}' must be a list of {what}")
+        return items
+    if one in data:
+        value = data[one]
+        return value if isinstance(value, list) and one == "text" else [value]
+    raise InvalidInput(f"JSON body needs '{many}' (a list of {what}) or '{one}'")
+
+
+async def digit_items(request: Request) -> list[Any]:
+    kind, payload = await read_payload(request)
+    if kind in ("files", "raw"):
+        return payload if kind == "files" else [payload]
+    if kind != "json" or not isinstance(payload, dict):
+        raise InvalidInput("digit body must be a JSON object, an image or a multipart upload")
+    items = _one_or_many(payload, "inputs", "input", "digits")
+    return [image_bytes(it, f"digit {i}") if is_b64(it) else it for i, it in enumerate(items)]
+
+
+async def text_items(request: Request) -> list[Any]:
+    kind, payload = await read_payload(request)
+    if kind == "text":
+        return [payload]
+    if kind != "json" or not isinstance(payload, dict):
+        raise InvalidInput("text body must be JSON {\"text\": ...} or text/plain")
+    return _one_or_many(payload, "texts", "text", "strings")
+
+
+async def image_items(request: Request) -> list[bytes]:
+    kind, payload = await read_payload(request)
+    if kind in ("files", "raw"):
+        return payload if kind == "files" else [payload]
+    if kind != "json" or not isinstance(payload, dict):
+        raise InvalidInput("image body must be an image, a multipart upload or JSON base64")
+    items = _one_or_many(payload, "images", "image", "base64 images")
+    return [image_bytes(it, f"image {i}") for i, it in enumerate(items)]
+
+
+def _example(body: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"content": {"application/json": {"example": body}}}}
+
+
+def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
+    router = APIRouter(tags=["tasks"])
+
+    def options(request: Request) -> dict[str, Any]:
+        return {"model": request.query_params.get("model") or None,
+                "version": parse_version(request.query_params.get("version")),
+                "top_k": query_int(request, "top_k"), "protocol": PROTOCOL,
+                "deadline": request_deadline(request, settings.request_timeout_s)}
+
+    @router.post("/v1/digit:predict", openapi_extra=_example({"inputs": [[0.0] * 784]}))
+    async def predict_digit(request: Request) -> Response:
+        """A digit image (raw, multipart or {"b64"}), or 784 numbers / a 28x28 array."""
+        items = await digit_items(request)
+        result = await dataplane.predict_digit(items, **options(request))
+        return json_response(result.to_dict())
+
+    @router.post("/v1/text:predict", openapi_extra=_example({"text": ["a great film"]}))
+    async def predict_text(request: Request) -> Response:
+        """JSON {"text": "..." | [...]} or {"texts": [...]}, or a text/plain body."""
+        items = await text_items(request)
+        result = await dataplane.predict_text(items, **options(request))
+        return json_response(result.to_dict())
+
+    @router.post("/v1/image:predict", openapi_extra=_example({"images": [{"b64": "..."}]}))
+    async def predict_image(request: Request) -> Response:
+        """Multipart "file" fields, a raw image/* body, or JSON base64 images."""
+        items = await image_items(request)
+        result = await dataplane.predict_image(items, **options(request))
+        return json_response(result.to_dict())
+
+    return router

@@ -1,0 +1,62 @@
+"""JSON values → numpy arrays of a declared dtype, without per-element Python validation.
+
+Numbers go straight into numpy (``np.asarray`` on the parsed lists); integer
+inputs reject fractional or out-of-range values instead of truncating them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from serving.errors import InvalidInput
+
+# Open Inference Protocol datatypes ↔ numpy.
+V2_TO_NUMPY = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32",
+               "UINT64": "uint64", "INT8": "int8", "INT16": "int16", "INT32": "int32",
+               "INT64": "int64", "FP16": "float16", "FP32": "float32", "FP64": "float64",
+               "BYTES": "object"}
+NUMPY_TO_V2 = {v: k for k, v in V2_TO_NUMPY.items()}
+# TensorFlow DataType names for TF Serving metadata.
+NUMPY_TO_TF = {"float32": "DT_FLOAT", "float16": "DT_HALF", "float64": "DT_DOUBLE",
+               "int8": "DT_INT8", "int16": "DT_INT16", "int32": "DT_INT32", "int64": "DT_INT64",
+               "uint8": "DT_UINT8", "bool": "DT_BOOL"}
+
+
+def to_array(values: Any, dtype: str, name: str) -> np.ndarray:
+    target = np.dtype(dtype)
+    try:
+        if target.kind in "iu":
+            return _to_int_array(values, target, name)
+        return np.asarray(values, dtype=target)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInput(f"input {name!r}: values do not form a {dtype} tensor "
+                           f"(ragged, or not numbers): {exc}") from exc
+
+
+def _to_int_array(values: Any, target: np.dtype, name: str) -> np.ndarray:
+    raw = np.asarray(values)
+    if raw.dtype.kind == "f":
+        if not np.isfinite(raw).all() or not np.array_equal(raw, np.round(raw)):
+            raise InvalidInput(f"input {name!r} must hold integers ({target}), "
+                               f"got fractional or non-finite values")
+    elif raw.dtype.kind not in "iub":
+        raise InvalidInput(f"input {name!r} must hold integers ({target}), got {raw.dtype}")
+    info = np.iinfo(target)
+    if raw.size and (raw.min() < info.min or raw.max() > info.max):
+        raise InvalidInput(f"input {name!r} has values outside the {target} range")
+    return raw.astype(target, copy=False)
+
+
+def first_leaf(values: Any) -> Any:
+    """The first scalar (or {"b64"} object) of a nested list, to tell payload kinds apart."""
+    while isinstance(values, list) and values:
+        values = values[0]
+    return values
+
+
+def v2_shape(shape: Any, name: str) -> list[int]:
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise InvalidInput(f"input {name!r}: shape must be a list of non-negative integers")
+    return shape

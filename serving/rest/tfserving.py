@@ -1,0 +1,190 @@
+"""TensorFlow Serving REST API: model status, metadata, and :predict (row and columnar).
+
+Request and response shapes follow TF Serving's REST API: ``instances`` →
+``predictions``, ``inputs`` → ``outputs``, ``{"b64": "..."}`` values, errors as
+``{"error": "..."}``. Base64 values sent to an image or digit model are encoded
+images (the usual TF Serving pattern); strings sent to a text model are tokenized.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from serving import tasks
+from serving.config import Settings
+from serving.dataplane import DataPlane
+from serving.errors import InvalidInput, ModelNotFound
+from serving.manifest import TensorSpec
+from serving.rest.body import json_response, parse_version, read_json_object, request_deadline
+from serving.rest.payloads import image_bytes, is_b64
+from serving.rest.tensors import NUMPY_TO_TF, first_leaf, to_array
+
+if TYPE_CHECKING:
+    from serving.registry import ServedModel
+
+PROTOCOL = "rest"
+SIGNATURE = "serving_default"
+
+
+def resolve_label(label: str | None) -> int | None:
+    """Version labels: only ``latest`` is defined (no label configuration yet)."""
+    if label is None or label == "latest":
+        return None
+    raise ModelNotFound(f"version label {label!r} is not assigned (only 'latest' is)")
+
+
+def version_status(served: ServedModel) -> dict[str, Any]:
+    failed = served.state == "FAILED"
+    return {"version": str(served.version), "state": "END" if failed else served.state,
+            "status": {"error_code": "UNKNOWN" if failed else "OK",
+                       "error_message": served.error or ""}}
+
+
+def _tensor_info(spec: TensorSpec) -> dict[str, Any]:
+    return {"dtype": NUMPY_TO_TF.get(spec.dtype, "DT_INVALID"), "name": spec.name,
+            "tensor_shape": {"dim": [{"size": str(d), "name": ""} for d in spec.shape],
+                             "unknown_rank": False}}
+
+
+def metadata(served: ServedModel) -> dict[str, Any]:
+    manifest = served.manifest
+    signature = {"inputs": {s.name: _tensor_info(s) for s in manifest.inputs},
+                 "outputs": {s.name: _tensor_info(s) for s in manifest.outputs},
+                 "method_name": "tensorflow/serving/predict"}
+    return {"model_spec": {"name": served.name, "signature_name": "",
+                           "version": str(served.version)},
+            "metadata": {"signature_def": {"signature_def": {SIGNATURE: signature}}}}
+
+
+def to_tensor(served: ServedModel, spec: TensorSpec, values: Any) -> np.ndarray:
+    """JSON values for one input → array; b64 images and raw strings go through the codec."""
+    leaf = first_leaf(values)
+    task = served.manifest.task
+    if is_b64(leaf) and task in ("image", "digit"):
+        items = values if isinstance(values, list) else [values]
+        blobs = [image_bytes(it, f"instance {i}") for i, it in enumerate(items)]
+        if task == "image":
+            return tasks.decode_images(served.codec, blobs)
+        return tasks.decode_digits(served.codec, blobs)
+    if isinstance(leaf, str) and task == "text":
+        return tasks.encode_texts(served.codec, values if isinstance(values, list) else [values])
+    if is_b64(leaf):
+        raise InvalidInput(f"input {spec.name!r} is {spec.dtype}; b64 values are accepted "
+                           f"only for image and digit models")
+    return to_array(values, spec.dtype, spec.name)
+
+
+def row_inputs(served: ServedModel, instances: Any) -> dict[str, np.ndarray]:
+    specs = served.manifest.inputs
+    if not isinstance(instances, list) or not instances:
+        raise InvalidInput("'instances' must be a non-empty list")
+    named = isinstance(instances[0], dict) and not is_b64(instances[0])
+    if not named:
+        if len(specs) != 1:
+            raise InvalidInput(f"model has {len(specs)} inputs: name them in each instance")
+        return {specs[0].name: to_tensor(served, specs[0], instances)}
+    if not all(isinstance(inst, dict) for inst in instances):
+        raise InvalidInput("instances mix named objects and plain values")
+    out = {}
+    for spec in specs:
+        try:
+            column = [inst[spec.name] for inst in instances]
+        except KeyError as exc:
+            raise InvalidInput(f"an instance lacks input {spec.name!r}") from exc
+        out[spec.name] = to_tensor(served, spec, column)
+    return out
+
+
+def columnar_inputs(served: ServedModel, inputs: Any) -> dict[str, np.ndarray]:
+    specs = served.manifest.inputs
+    if isinstance(inputs, dict) and not is_b64(inputs):
+        unknown = sorted(set(inputs) - {s.name for s in specs})
+        if unknown:
+            raise InvalidInput(f"unknown inputs {unknown}; the model takes "
+                               f"{[s.name for s in specs]}")
+        return {s.name: to_tensor(served, s, inputs[s.name]) for s in specs if s.name in inputs}
+    if len(specs) != 1:
+        raise InvalidInput(f"model has {len(specs)} inputs: give 'inputs' as an object")
+    return {specs[0].name: to_tensor(served, specs[0], inputs)}
+
+
+def predict_body(outputs: dict[str, np.ndarray], row: bool) -> dict[str, Any]:
+    if not row:
+        only = len(outputs) == 1
+        return {"outputs": next(iter(outputs.values())) if only else outputs}
+    if len(outputs) == 1:
+        return {"predictions": next(iter(outputs.values()))}
+    n = next(iter(outputs.values())).shape[0]
+    return {"predictions": [{k: v[i] for k, v in outputs.items()} for i in range(n)]}
+
+
+def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
+    router = APIRouter(tags=["tensorflow-serving"])
+
+    async def predict(request: Request, name: str, version: int | None) -> Response:
+        body = await read_json_object(request)
+        signature = body.get("signature_name", SIGNATURE) or SIGNATURE
+        if signature != SIGNATURE:
+            raise InvalidInput(f"serving signature name {signature!r} not found; "
+                               f"use {SIGNATURE!r}")
+        served = dataplane.model(name, version)
+        if ("instances" in body) == ("inputs" in body):
+            raise InvalidInput("give exactly one of 'instances' (row) or 'inputs' (columnar)")
+        row = "instances" in body
+        inputs = row_inputs(served, body["instances"]) if row else \
+            columnar_inputs(served, body["inputs"])
+        result = await dataplane.infer(served.name, served.version, inputs, protocol=PROTOCOL,
+                                       deadline=request_deadline(request,
+                                                                 settings.request_timeout_s))
+        return json_response(predict_body(result.outputs, row))
+
+    @router.post("/v1/models/{name}:predict")
+    async def predict_latest(request: Request, name: str) -> Response:
+        return await predict(request, name, None)
+
+    @router.post("/v1/models/{name}/versions/{version}:predict")
+    async def predict_version(request: Request, name: str, version: str) -> Response:
+        return await predict(request, name, parse_version(version))
+
+    @router.post("/v1/models/{name}/labels/{label}:predict")
+    async def predict_label(request: Request, name: str, label: str) -> Response:
+        return await predict(request, name, resolve_label(label))
+
+    _status_and_metadata_routes(router, dataplane)
+    return router
+
+
+def _status_and_metadata_routes(router: APIRouter, dataplane: DataPlane) -> None:
+    def status(name: str, version: int | None) -> Response:
+        served = dataplane.model_statuses(name, version)
+        return json_response({"model_version_status": [version_status(m) for m in served]})
+
+    @router.get("/v1/models/{name}")
+    async def status_all(name: str) -> Response:
+        return status(name, None)
+
+    @router.get("/v1/models/{name}/versions/{version}")
+    async def status_version(name: str, version: str) -> Response:
+        return status(name, parse_version(version))
+
+    @router.get("/v1/models/{name}/labels/{label}")
+    async def status_label(name: str, label: str) -> Response:
+        return status(name, resolve_label(label))
+
+    @router.get("/v1/models/{name}/metadata")
+    async def metadata_latest(name: str) -> Response:
+        return json_response(metadata(dataplane.model(name)))
+
+    @router.get("/v1/models/{name}/versions/{version}/metadata")
+    async def metadata_version(name: str, version: str) -> Response:
+        return json_response(metadata(dataplane.model(name, parse_version(version))))
+
+    @router.get("/v1/models/{name}/labels/{label}/metadata")
+    async def metadata_label(name: str, label: str) -> Response:
+        return json_response(metadata(dataplane.model(name, resolve_label(label))))
+

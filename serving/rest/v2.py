@@ -1,0 +1,163 @@
+"""Open Inference Protocol (KServe v2) REST: health, metadata, readiness, infer.
+
+JSON tensors are parsed straight into numpy; Triton's binary tensor data
+extension (``Inference-Header-Content-Length``) is handled in v2_binary.py.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from serving.config import Settings
+from serving.dataplane import DataPlane
+from serving.errors import InvalidInput
+from serving.manifest import TensorSpec
+from serving.rest import v2_binary
+from serving.rest.body import json_response, parse_json, parse_version, request_deadline
+from serving.rest.errors import error_response
+from serving.rest.tensors import NUMPY_TO_V2, V2_TO_NUMPY, to_array, v2_shape
+
+if TYPE_CHECKING:
+    from serving.registry import ServedModel
+
+PROTOCOL = "rest"
+PLATFORM = "onnxruntime_onnx"
+
+
+def tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
+    return {"name": spec.name, "datatype": NUMPY_TO_V2[spec.dtype], "shape": spec.shape}
+
+
+def model_metadata(dataplane: DataPlane, served: ServedModel) -> dict[str, Any]:
+    versions = [str(m.version) for m in dataplane.model_statuses(served.name)
+                if m.state == "AVAILABLE"]
+    manifest = served.manifest
+    return {"name": served.name, "versions": versions, "platform": PLATFORM,
+            "inputs": [tensor_metadata(s) for s in manifest.inputs],
+            "outputs": [tensor_metadata(s) for s in manifest.outputs],
+            "parameters": {"version": str(served.version), "task": manifest.task,
+                           "labels": manifest.labels, "providers": served.providers}}
+
+
+def json_tensor(item: dict[str, Any], spec: TensorSpec | None) -> np.ndarray:
+    """One v2 JSON input → array of its declared datatype and shape."""
+    name = item.get("name")
+    datatype = item.get("datatype")
+    if not isinstance(name, str) or datatype not in V2_TO_NUMPY:
+        raise InvalidInput(f"input {name!r}: needs a name and a datatype from "
+                           f"{sorted(V2_TO_NUMPY)}, got {datatype!r}")
+    shape = v2_shape(item.get("shape"), name)
+    if spec is not None and V2_TO_NUMPY[datatype] != spec.dtype:
+        raise InvalidInput(f"input {name!r} must be {NUMPY_TO_V2[spec.dtype]}, got {datatype}")
+    if "data" not in item:
+        raise InvalidInput(f"input {name!r} has no 'data'")
+    data = item["data"]
+    arr = to_array(data, V2_TO_NUMPY[datatype], name) if datatype != "BYTES" else \
+        np.asarray(data, dtype=object)
+    if arr.size != int(np.prod(shape)):
+        raise InvalidInput(f"input {name!r}: shape {shape} needs {int(np.prod(shape))} "
+                           f"values, got {arr.size}")
+    return arr.reshape(shape)
+
+
+def parse_request(body: dict[str, Any], served: ServedModel, binary: bytes
+                  ) -> tuple[dict[str, np.ndarray], list[str] | None, set[str]]:
+    """→ (inputs, requested output names or None, names of outputs wanted as binary)."""
+    specs = {s.name: s for s in served.manifest.inputs}
+    items = body.get("inputs")
+    if not isinstance(items, list) or not items:
+        raise InvalidInput("'inputs' must be a non-empty list of tensors")
+    offset = 0
+    inputs: dict[str, np.ndarray] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            raise InvalidInput("each input must be an object")
+        size = v2_binary.binary_size(item)
+        if size is None:
+            arr = json_tensor(item, specs.get(item.get("name")))
+        else:
+            arr, offset = v2_binary.read_tensor(item, binary, offset, size)
+        inputs[item["name"]] = arr
+    if offset != len(binary):
+        raise InvalidInput(f"binary data holds {len(binary)} bytes; inputs used {offset}")
+    return inputs, *v2_binary.requested_outputs(body)
+
+
+def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
+    router = APIRouter(tags=["v2"])
+
+    @router.get("/v2")
+    async def server_metadata() -> Response:
+        return json_response(dataplane.server_metadata())
+
+    @router.get("/v2/health/live")
+    async def live() -> Response:
+        return json_response({"live": dataplane.live()})
+
+    @router.get("/v2/health/ready")
+    async def ready() -> Response:
+        ok = dataplane.ready()
+        return json_response({"ready": ok}, status=200 if ok else 503)
+
+    async def model_ready(name: str, version: int | None) -> Response:
+        dataplane.model_statuses(name, version)  # 404 for an unknown model or version
+        ok = dataplane.model_ready(name, version)
+        if ok:
+            return json_response({"name": name, "ready": True})
+        return error_response(400, f"model {name} is not ready")
+
+    async def infer(request: Request, name: str, version: int | None) -> Response:
+        served = dataplane.model(name, version)
+        header, binary = v2_binary.split_body(request.headers, await request.body())
+        body = parse_json(header)
+        if not isinstance(body, dict):
+            raise InvalidInput("request body must be a JSON object")
+        inputs, wanted, as_binary = parse_request(body, served, binary)
+        result = await dataplane.infer(
+            served.name, served.version, inputs, protocol=PROTOCOL, output_names=wanted,
+            deadline=request_deadline(request, settings.request_timeout_s))
+        response = {"model_name": result.model_name, "model_version": str(result.model_version)}
+        if "id" in body:
+            response["id"] = body["id"]
+        return v2_binary.encode_response(response, result.outputs, as_binary)
+
+    for path in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        router.add_api_route(path, _with_version(lambda n, v: json_response(
+            model_metadata(dataplane, dataplane.model(n, v)))), methods=["GET"])
+        router.add_api_route(path + "/ready", _with_version(model_ready), methods=["GET"])
+        router.add_api_route(path + "/infer", _with_request(infer), methods=["POST"])
+    _repository_routes(router, dataplane)
+    return router
+
+
+def _with_version(handler: Any) -> Any:
+    async def route(name: str, version: str | None = None) -> Response:
+        result = handler(name, parse_version(version))
+        return await result if hasattr(result, "__await__") else result
+    return route
+
+
+def _with_request(handler: Any) -> Any:
+    async def route(request: Request, name: str, version: str | None = None) -> Response:
+        return await handler(request, name, parse_version(version))
+    return route
+
+
+def _repository_routes(router: APIRouter, dataplane: DataPlane) -> None:
+    @router.post("/v2/repository/index")
+    async def repository_index() -> Response:
+        """Triton's model repository extension: every known model version and its state."""
+        models = []
+        for name in dataplane.model_names():
+            for served in dataplane.model_statuses(name):
+                state = "READY" if served.state == "AVAILABLE" else "UNAVAILABLE"
+                entry = {"name": served.name, "version": str(served.version), "state": state}
+                if served.error:
+                    entry["reason"] = served.error
+                models.append(entry)
+        return json_response(models)

@@ -1,0 +1,130 @@
+"""Triton's binary tensor data extension for the v2 REST API.
+
+A request whose JSON header is followed by raw tensor bytes says so with the
+``Inference-Header-Content-Length`` header; each binary input carries
+``"parameters": {"binary_data_size": N}`` and its bytes follow in input order
+(little-endian; BYTES elements are each prefixed by a 4-byte little-endian length).
+Outputs asked for with ``"binary_data": true`` (or request-level
+``"binary_data_output": true``) are returned the same way.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.responses import Response
+
+from serving.errors import InvalidInput
+from serving.rest.body import json_response
+from serving.rest.tensors import NUMPY_TO_V2, V2_TO_NUMPY, v2_shape
+
+HEADER_LENGTH = "inference-header-content-length"
+ALL = "*"
+
+
+def split_body(headers: Mapping[str, str], body: bytes) -> tuple[bytes, bytes]:
+    value = headers.get(HEADER_LENGTH)
+    if value is None:
+        return body, b""
+    if not value.isdigit() or int(value) > len(body):
+        raise InvalidInput(f"{HEADER_LENGTH} {value!r} does not fit a body of {len(body)} bytes")
+    n = int(value)
+    return body[:n], body[n:]
+
+
+def _parameters(obj: dict[str, Any]) -> dict[str, Any]:
+    params = obj.get("parameters")
+    return params if isinstance(params, dict) else {}
+
+
+def binary_size(item: dict[str, Any]) -> int | None:
+    size = _parameters(item).get("binary_data_size")
+    if size is None:
+        return None
+    if not isinstance(size, int) or size < 0:
+        raise InvalidInput(f"input {item.get('name')!r}: binary_data_size must be a count")
+    return size
+
+
+def _decode_bytes(raw: bytes, name: str) -> np.ndarray:
+    items, pos = [], 0
+    while pos < len(raw):
+        if pos + 4 > len(raw):
+            raise InvalidInput(f"input {name!r}: truncated BYTES length prefix")
+        (n,) = struct.unpack_from("<I", raw, pos)
+        pos += 4
+        if pos + n > len(raw):
+            raise InvalidInput(f"input {name!r}: truncated BYTES element")
+        items.append(raw[pos:pos + n])
+        pos += n
+    return np.array(items, dtype=object)
+
+
+def read_tensor(item: dict[str, Any], binary: bytes, offset: int, size: int
+                ) -> tuple[np.ndarray, int]:
+    name, datatype = item.get("name"), item.get("datatype")
+    if not isinstance(name, str) or datatype not in V2_TO_NUMPY:
+        raise InvalidInput(f"input {name!r}: needs a name and a datatype, got {datatype!r}")
+    shape = v2_shape(item.get("shape"), name)
+    if offset + size > len(binary):
+        raise InvalidInput(f"input {name!r}: binary_data_size {size} exceeds the binary data")
+    raw = binary[offset:offset + size]
+    if datatype == "BYTES":
+        arr = _decode_bytes(raw, name)
+    else:
+        dtype = np.dtype(V2_TO_NUMPY[datatype]).newbyteorder("<")
+        count = int(np.prod(shape))
+        if size != count * dtype.itemsize:
+            raise InvalidInput(f"input {name!r}: shape {shape} of {datatype} needs "
+                               f"{count * dtype.itemsize} bytes, got {size}")
+        arr = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
+    if arr.size != int(np.prod(shape)):
+        raise InvalidInput(f"input {name!r}: shape {shape} does not match {arr.size} values")
+    return arr.reshape(shape), offset + size
+
+
+def requested_outputs(body: dict[str, Any]) -> tuple[list[str] | None, set[str]]:
+    everything = bool(_parameters(body).get("binary_data_output", False))
+    outputs = body.get("outputs")
+    if outputs is None:
+        return None, {ALL} if everything else set()
+    if not isinstance(outputs, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
+        raise InvalidInput("'outputs' must be a list of objects with a name")
+    names = [o["name"] for o in outputs]
+    binary = {o["name"] for o in outputs
+              if _parameters(o).get("binary_data", everything)}
+    return names or None, binary
+
+
+def _raw(arr: np.ndarray) -> bytes:
+    if arr.dtype == object:
+        parts = [v if isinstance(v, bytes) else str(v).encode() for v in arr.ravel()]
+        return b"".join(struct.pack("<I", len(p)) + p for p in parts)
+    return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+
+
+def encode_response(response: dict[str, Any], outputs: dict[str, np.ndarray],
+                    as_binary: set[str]) -> Response:
+    tensors, blobs = [], []
+    for name, arr in outputs.items():
+        tensor: dict[str, Any] = {"name": name, "datatype": NUMPY_TO_V2.get(arr.dtype.name,
+                                                                          "BYTES"),
+                                  "shape": list(arr.shape)}
+        if ALL in as_binary or name in as_binary:
+            raw = _raw(arr)
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+        else:
+            tensor["data"] = arr.ravel() if arr.dtype != object else arr.ravel().tolist()
+        tensors.append(tensor)
+    response["outputs"] = tensors
+    if not blobs:
+        return json_response(response)
+    header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(header + b"".join(blobs), media_type="application/octet-stream",
+                    headers={"Inference-Header-Content-Length": str(len(header))})
