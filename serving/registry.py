@@ -1,0 +1,197 @@
+"""The model registry: which versions are served, each loaded, checked, warmed and batched.
+
+Per version: the manifest is read, model.onnx's sha256 compared with it, the ONNX
+Runtime session opened and its inputs/outputs compared with the manifest, the
+task codec built, every batch size the batcher will use run once, and only then
+the version becomes AVAILABLE. A version that fails any step is FAILED with the
+reason in ``.error`` and logged; the other versions keep serving. Versions load
+concurrently in threads. ``load_version``/``unload_version``/``reload`` change one
+version without disturbing the others: a new version is warm before it becomes
+the latest served, and an old one is drained before it is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from pathlib import Path
+
+from serving import manifest as repo
+from serving.batching import Batcher
+from serving.config import Settings
+from serving.errors import ModelNotFound, ModelNotReady
+from serving.metrics import Metrics
+from serving.served_model import (
+    AVAILABLE,
+    END,
+    FAILED,
+    LOADING,
+    UNLOADING,
+    ServedModel,
+    VersionPolicy,
+    batching_for,
+    open_version,
+    warmup_sizes,
+)
+
+__all__ = ["AVAILABLE", "END", "FAILED", "LOADING", "UNLOADING", "ModelRegistry",
+           "ServedModel", "VersionPolicy"]
+
+log = logging.getLogger(__name__)
+
+
+class ModelRegistry:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.repository = Path(settings.model_repository)
+        self.policy = VersionPolicy.parse(settings.version_policy)
+        self._versions: dict[str, dict[int, ServedModel]] = {}
+        self._loaded = False
+        self._closing = False
+        self._lock = asyncio.Lock()
+
+    @property
+    def ready(self) -> bool:
+        """True once the first load finished (failed versions do not block the others)."""
+        return self._loaded and not self._closing
+
+    def chosen_versions(self) -> dict[str, list[int]]:
+        """What the version policy selects from the repository now."""
+        chosen = {}
+        for name in repo.list_models(self.repository):
+            versions = self.policy.select(repo.list_versions(self.repository / name))
+            if versions:
+                chosen[name] = versions
+        return chosen
+
+    async def load(self) -> None:
+        """Load and warm every chosen version (concurrently); failures are logged, kept."""
+        start = time.perf_counter()
+        if not self.repository.is_dir():
+            log.warning("model repository %s does not exist; serving no models", self.repository)
+        chosen = self.chosen_versions()
+        await asyncio.gather(*(self.load_version(name, v)
+                               for name, versions in chosen.items() for v in versions))
+        self._loaded = True
+        available = [f"{m.name}/{m.version}" for m in self.models() if m.state == AVAILABLE]
+        failed = [f"{m.name}/{m.version}" for m in self.models() if m.state == FAILED]
+        log.info("registry ready in %.2fs: serving %s%s", time.perf_counter() - start,
+                 ", ".join(available) or "nothing",
+                 f"; failed: {', '.join(failed)}" if failed else "")
+
+    def get(self, name: str, version: int | None = None) -> ServedModel:
+        """The requested version, or the latest AVAILABLE one when ``version`` is None."""
+        versions = self._versions.get(name)
+        if not versions:
+            raise ModelNotFound(f"model {name!r} is not served")
+        if version is None:
+            available = [v for v, m in versions.items() if m.state == AVAILABLE]
+            if available:
+                return versions[max(available)]
+            states = ", ".join(f"{v}: {m.state}" for v, m in sorted(versions.items()))
+            raise ModelNotReady(f"model {name!r} has no available version ({states})")
+        served = versions.get(version)
+        if served is None or served.state == END:
+            raise ModelNotFound(f"version {version} of model {name!r} is not served")
+        if served.state != AVAILABLE:
+            detail = f": {served.error}" if served.error else ""
+            raise ModelNotReady(f"version {version} of model {name!r} is {served.state}{detail}")
+        return served
+
+    def models(self) -> list[ServedModel]:
+        """Every known version (FAILED and END included), by name then version."""
+        return [m for name in sorted(self._versions)
+                for _, m in sorted(self._versions[name].items())]
+
+    async def load_version(self, name: str, version: int) -> ServedModel:
+        """Load (or re-load) one version; it serves only once warmed."""
+        path = self.repository / name / str(version)
+        served = ServedModel(name, version, path)
+        previous = self._versions.setdefault(name, {}).get(version)
+        if previous is not None and previous.state in (LOADING, AVAILABLE):
+            return previous
+        self._versions[name][version] = served
+        try:
+            await asyncio.to_thread(open_version, served, self.settings)
+            await self._start_batcher(served)
+        except Exception as exc:  # any failure is reported and the version skipped
+            served.fail(f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError)
+                        else str(exc))
+            log.error("model %s version %d failed to load: %s", name, version, served.error)
+        else:
+            served.state = AVAILABLE
+            log.info("model %s version %d AVAILABLE on %s (warm-up %s)", name, version,
+                     served.providers, served.warmup_timings)
+        self._set_gauge(served)
+        return served
+
+    async def _start_batcher(self, served: ServedModel) -> None:
+        assert served.model is not None and served.manifest is not None
+        config = batching_for(served.manifest, self.settings)
+        threads = self.settings.inference_threads
+        served.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix=f"ort-{served.name}-{served.version}")
+        observer = None
+        if self.metrics is not None:
+            observer = self.metrics.batch_observer(served.name, served.version)
+        served.batcher = Batcher(served.model.run, name=f"{served.name}/{served.version}",
+                                 max_batch_size=config.max_batch_size,
+                                 max_queue_delay_s=config.max_queue_delay_ms / 1000.0,
+                                 max_queue_size=config.max_queue_size,
+                                 executor=served.executor, observer=observer,
+                                 max_concurrent_batches=threads)
+        await served.batcher.start()
+
+    async def unload_version(self, name: str, version: int,
+                             drain_timeout_s: float | None = None) -> None:
+        """Stop serving one version: new requests go to others, queued ones finish."""
+        served = self._versions.get(name, {}).get(version)
+        if served is None:
+            raise ModelNotFound(f"version {version} of model {name!r} is not served")
+        if served.state in (END, UNLOADING):
+            return
+        served.state = UNLOADING
+        self._set_gauge(served)
+        timeout = self.settings.shutdown_timeout_s if drain_timeout_s is None else drain_timeout_s
+        await served.shutdown(timeout)
+        served.state = END
+        log.info("model %s version %d unloaded", name, version)
+
+    async def reload(self) -> None:
+        """Apply the version policy to the repository as it is now (new first, old after)."""
+        async with self._lock:
+            chosen = self.chosen_versions()
+            wanted = {(n, v) for n, vs in chosen.items() for v in vs}
+            await asyncio.gather(*(self.load_version(n, v) for n, v in sorted(wanted)))
+            stale = [(m.name, m.version) for m in self.models()
+                     if (m.name, m.version) not in wanted and m.state in (AVAILABLE, FAILED)]
+            for name, version in stale:
+                await self.unload_version(name, version)
+
+    async def close(self, drain_timeout_s: float = 0.0) -> None:
+        """Drain (up to ``drain_timeout_s``) and close every version."""
+        self._closing = True
+        live = [m for m in self.models() if m.state in (AVAILABLE, LOADING)]
+        for served in live:
+            served.state = UNLOADING
+        await asyncio.gather(*(m.shutdown(drain_timeout_s) for m in live))
+        for served in live:
+            served.state = END
+            self._set_gauge(served)
+
+    def _set_gauge(self, served: ServedModel) -> None:
+        if self.metrics is not None:
+            self.metrics.set_model_loaded(served.name, served.version, served.state == AVAILABLE)
+
+
+def describe(served: ServedModel) -> dict[str, object]:
+    """A short status dict for logs and admin endpoints."""
+    return {"name": served.name, "version": served.version, "state": served.state,
+            "error": served.error, "providers": served.providers,
+            "warmup_batch_sizes": sorted(served.warmup_timings)}
+
+
+__all__ += ["describe", "warmup_sizes"]

@@ -1,0 +1,160 @@
+"""One ONNX Runtime session: providers, tensor specs, thread-safe run, warm-up.
+
+``OrtModel.run`` is called from executor threads; ``InferenceSession.run`` releases
+the GIL and is safe to call concurrently. On CUDA the inputs are bound with
+IOBinding (one host-to-device copy per input, outputs copied back once) and a batch
+may be padded up to the next warmed batch size, so cuDNN never re-tunes at serving
+time. Both paths run on the CPU provider too, which is how the tests cover them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import onnxruntime as ort
+
+from serving.manifest import TensorSpec
+
+log = logging.getLogger(__name__)
+
+ProviderChoice = Literal["auto", "cpu", "cuda"]
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+# ONNX Runtime type strings -> numpy dtype names used in manifests.
+_ORT_TYPES = {
+    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+    "tensor(int8)": "int8", "tensor(int16)": "int16", "tensor(int32)": "int32",
+    "tensor(int64)": "int64", "tensor(uint8)": "uint8", "tensor(bool)": "bool",
+}
+
+
+def resolve_providers(choice: ProviderChoice) -> list[str]:
+    """The provider list to ask for; CPU is always the last resort."""
+    available = ort.get_available_providers()
+    if choice == "cpu":
+        return [CPU]
+    if CUDA in available:
+        return [CUDA, CPU]
+    if choice == "cuda":
+        log.warning("CUDA was requested but this onnxruntime build offers only %s; using CPU",
+                    ", ".join(available))
+    return [CPU]
+
+
+def _spec(node: Any) -> TensorSpec:
+    dtype = _ORT_TYPES.get(node.type)
+    if dtype is None:
+        raise ValueError(f"tensor {node.name!r} has unsupported type {node.type}")
+    # Symbolic or unknown dimensions are dynamic (-1).
+    shape = [d if isinstance(d, int) and d > 0 else -1 for d in node.shape]
+    # model_construct: a scalar (rank 0) output is reported as is, not rejected.
+    return TensorSpec.model_construct(name=node.name, dtype=dtype, shape=shape)
+
+
+class OrtModel:
+    """An ONNX model loaded into an InferenceSession.
+
+    ``use_io_binding``: None binds through IOBinding exactly when CUDA was obtained.
+    ``batch_buckets``: batch sizes to pad up to (zeros; the extra rows are dropped);
+    None pads only on CUDA, to the warmed sizes.
+    """
+
+    def __init__(self, path: Path | str, *, providers: ProviderChoice = "auto",
+                 intra_op_threads: int = 0, use_io_binding: bool | None = None,
+                 batch_buckets: Sequence[int] | None = None) -> None:
+        self.path = Path(path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        asked = resolve_providers(providers)
+        self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=asked)
+        self.providers: list[str] = list(self.session.get_providers())
+        self.on_cuda = CUDA in self.providers
+        if CUDA in asked and not self.on_cuda:
+            log.warning("%s: CUDA was requested but the session runs on %s", self.path,
+                        self.providers)
+        self.inputs = [_spec(node) for node in self.session.get_inputs()]
+        self.outputs = [_spec(node) for node in self.session.get_outputs()]
+        self._output_names = [spec.name for spec in self.outputs]
+        self.use_io_binding = self.on_cuda if use_io_binding is None else use_io_binding
+        self._explicit_buckets = batch_buckets is not None
+        self.batch_buckets: list[int] = sorted(set(batch_buckets or []))
+        log.info("loaded %s on %s (io_binding=%s)", self.path, self.providers,
+                 self.use_io_binding)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch; every output keeps the batch's leading dimension."""
+        rows = _rows(feeds)
+        padded = self._bucket_for(rows)
+        if padded is not None and padded > rows:
+            feeds = {k: _pad_rows(v, padded) for k, v in feeds.items()}
+        values = self._run_bound(feeds) if self.use_io_binding else self.session.run(
+            self._output_names, feeds)
+        outputs = dict(zip(self._output_names, values, strict=True))
+        if padded is not None and padded > rows:
+            outputs = {k: v[:rows] for k, v in outputs.items()}
+        return outputs
+
+    def _run_bound(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        # A binding per call: IOBinding objects are not shared between threads.
+        binding = self.session.io_binding()
+        device = "cuda" if self.on_cuda else "cpu"
+        for name, array in feeds.items():
+            value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), device, 0)
+            binding.bind_ortvalue_input(name, value)
+        for name in self._output_names:
+            binding.bind_output(name, device, 0)
+        binding.synchronize_inputs()
+        self.session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        return list(binding.copy_outputs_to_cpu())
+
+    def _bucket_for(self, rows: int) -> int | None:
+        if not self.batch_buckets or not (self.on_cuda or self._explicit_buckets):
+            return None
+        for size in self.batch_buckets:
+            if size >= rows:
+                return size
+        return None  # larger than every bucket: run as is
+
+    def example_feeds(self, batch_size: int) -> dict[str, np.ndarray]:
+        """Zeros of each input's dtype and shape (dynamic dims: the batch first, then 1)."""
+        feeds = {}
+        for spec in self.inputs:
+            shape = [batch_size if i == 0 and d == -1 else (1 if d == -1 else d)
+                     for i, d in enumerate(spec.shape)]
+            feeds[spec.name] = np.zeros(shape, dtype=spec.dtype)
+        return feeds
+
+    def warmup(self, batch_sizes: Iterable[int]) -> dict[int, float]:
+        """Run each batch size once (allocations, kernel choice); seconds per size."""
+        timings = {}
+        for size in sorted(set(batch_sizes)):
+            start = time.perf_counter()
+            self.run(self.example_feeds(size))
+            timings[size] = time.perf_counter() - start
+        if self.on_cuda and not self._explicit_buckets:
+            self.batch_buckets = sorted(timings)  # pad to what was warmed
+        log.debug("warmed %s: %s", self.path, {k: round(v, 4) for k, v in timings.items()})
+        return timings
+
+
+def _rows(feeds: dict[str, np.ndarray]) -> int:
+    sizes = {int(v.shape[0]) for v in feeds.values() if v.ndim > 0}
+    if len(sizes) != 1:
+        raise ValueError(f"inputs disagree on the batch size: {sorted(sizes)}")
+    return sizes.pop()
+
+
+def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
+    padded = np.zeros((rows, *array.shape[1:]), dtype=array.dtype)
+    padded[: array.shape[0]] = array
+    return padded

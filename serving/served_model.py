@@ -1,0 +1,191 @@
+"""One served model version (session, codec, batcher) and how it is opened and checked.
+
+Split from registry.py so the registry module holds only the repository bookkeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serving.batching import Batcher
+from serving.codecs import DigitCodec, ImageCodec, TextCodec
+from serving.config import Settings
+from serving.errors import ModelNotReady
+from serving.manifest import BatchingConfig, Manifest, TensorSpec, read_manifest, sha256_file
+from serving.runtime import OrtModel
+
+log = logging.getLogger(__name__)
+
+LOADING, AVAILABLE, UNLOADING, END, FAILED = "LOADING", "AVAILABLE", "UNLOADING", "END", "FAILED"
+Codec = ImageCodec | DigitCodec | TextCodec
+
+
+@dataclass(frozen=True)
+class VersionPolicy:
+    """"latest" (newest), "latest:N" (newest N) or "specific:1,3"."""
+
+    latest: int | None = 1
+    specific: frozenset[int] = frozenset()
+
+    @classmethod
+    def parse(cls, text: str) -> VersionPolicy:
+        text = text.strip().lower()
+        if text in ("", "latest"):
+            return cls(latest=1)
+        if text == "all":
+            return cls(latest=None)
+        if m := re.fullmatch(r"latest:(\d+)", text):
+            if int(m.group(1)) < 1:
+                raise ValueError("version policy latest:N needs N >= 1")
+            return cls(latest=int(m.group(1)))
+        if m := re.fullmatch(r"specific:(\d+(?:,\d+)*)", text):
+            return cls(latest=None, specific=frozenset(int(v) for v in m.group(1).split(",")))
+        raise ValueError(f"version policy {text!r}: use latest, latest:N, all or specific:1,3")
+
+    def select(self, versions: list[int]) -> list[int]:
+        if self.specific:
+            return sorted(v for v in versions if v in self.specific)
+        if self.latest is None:
+            return sorted(versions)
+        return sorted(versions)[-self.latest:]
+
+
+@dataclass
+class ServedModel:
+    name: str
+    version: int
+    path: Path
+    state: str = LOADING
+    error: str | None = None
+    manifest: Manifest = field(default=None)  # type: ignore[assignment]
+    model: OrtModel | None = None
+    codec: Codec | None = None
+    batcher: Batcher | None = None
+    executor: concurrent.futures.ThreadPoolExecutor | None = None
+    batching: BatchingConfig | None = None
+    warmup_timings: dict[int, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.manifest is None:
+            self.manifest = placeholder_manifest(self.name, self.version)
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.model.providers) if self.model is not None else []
+
+    async def infer(self, inputs: dict[str, np.ndarray], *,
+                    deadline: float | None = None) -> dict[str, np.ndarray]:
+        if self.state != AVAILABLE or self.batcher is None:
+            raise ModelNotReady(f"version {self.version} of model {self.name!r} is {self.state}")
+        return await self.batcher.submit(inputs, deadline=deadline)
+
+    def fail(self, reason: str) -> None:
+        self.state, self.error = FAILED, reason
+
+    async def shutdown(self, drain_timeout_s: float) -> None:
+        if self.batcher is not None:
+            if drain_timeout_s > 0:
+                await self.batcher.drain(drain_timeout_s)
+            await self.batcher.close()
+        if self.executor is not None:
+            await asyncio.to_thread(self.executor.shutdown, wait=True)
+
+
+def placeholder_manifest(name: str, version: int) -> Manifest:
+    """Stands in while loading or when manifest.json is unreadable (task None, no tensors)."""
+    return Manifest.model_construct(name=name, version=version, task=None, sha256="",
+                                    inputs=[], outputs=[], labels=[], postprocessing=None,
+                                    preprocessing={}, metrics={}, provenance={},
+                                    batching=BatchingConfig())
+
+
+def batching_for(manifest: Manifest, settings: Settings) -> BatchingConfig:
+    """Per-model batching: config overrides, then the manifest, then global defaults."""
+    merged: dict[str, Any] = {"max_batch_size": settings.max_batch_size,
+                              "max_queue_delay_ms": settings.max_queue_delay_ms,
+                              "max_queue_size": settings.max_queue_size}
+    merged |= manifest.batching.model_dump(exclude_none=True)
+    overrides = getattr(settings, "model_batching", {}).get(manifest.name, {})
+    merged |= BatchingConfig.model_validate(overrides).model_dump(exclude_none=True)
+    return BatchingConfig.model_validate(merged)
+
+
+def warmup_sizes(settings: Settings, max_batch_size: int) -> list[int]:
+    """The configured warm-up sizes capped at the model's maximum, plus the maximum."""
+    return sorted({min(s, max_batch_size) for s in settings.warmup_batch_sizes if s >= 1}
+                  | {max_batch_size})
+
+
+def open_version(served: ServedModel, settings: Settings) -> None:
+    """Blocking (runs in a thread): manifest, checksum, session, signature, codec, warm-up."""
+    manifest = read_manifest(served.path)
+    if manifest.name != served.name:
+        raise ValueError(f"manifest names model {manifest.name!r}, directory says {served.name!r}")
+    served.manifest = manifest
+    model_path = served.path / manifest.model_file
+    if not model_path.is_file():
+        raise ValueError(f"{model_path.name} is missing")
+    digest = sha256_file(model_path)
+    if digest != manifest.sha256:
+        raise ValueError(f"sha256 of {model_path.name} is {digest}, manifest says "
+                         f"{manifest.sha256}")
+    served.batching = batching_for(manifest, settings)
+    model = OrtModel(model_path, providers=settings.providers,
+                     intra_op_threads=settings.intra_op_threads)
+    check_signature(manifest, model)
+    served.codec = build_codec(manifest, served.path, settings)
+    served.warmup_timings = model.warmup(warmup_sizes(settings, served.batching.max_batch_size))
+    served.model = model
+
+
+def check_signature(manifest: Manifest, model: OrtModel) -> None:
+    """The manifest's tensors must be the session's (names, dtypes, dynamic dims)."""
+    problems = _compare("input", manifest.inputs, model.inputs)
+    problems += _compare("output", manifest.outputs, model.outputs)
+    if manifest.postprocessing.output not in {s.name for s in model.outputs}:
+        problems.append(f"postprocessing output {manifest.postprocessing.output!r} is not an "
+                        f"output of the model")
+    if problems:
+        raise ValueError("manifest does not match the model: " + "; ".join(problems))
+
+
+def _compare(kind: str, declared: list[TensorSpec], actual: list[TensorSpec]) -> list[str]:
+    found = {s.name: s for s in actual}
+    problems = []
+    if {s.name for s in declared} != set(found):
+        problems.append(f"{kind}s are {sorted(found)}, manifest says "
+                        f"{sorted(s.name for s in declared)}")
+    for spec in declared:
+        real = found.get(spec.name)
+        if real is None:
+            continue
+        if real.dtype != spec.dtype:
+            problems.append(f"{kind} {spec.name} is {real.dtype}, manifest says {spec.dtype}")
+        if not _shapes_match(spec.shape, real.shape):
+            problems.append(f"{kind} {spec.name} has shape {real.shape}, manifest says "
+                            f"{spec.shape}")
+    return problems
+
+
+def _shapes_match(declared: list[int], actual: list[int]) -> bool:
+    """Same rank; a dim the manifest calls dynamic (-1) must be dynamic in the session."""
+    if len(declared) != len(actual):
+        return False
+    return all(d == a or (a == -1 and d > 0) for d, a in zip(declared, actual, strict=True))
+
+
+def build_codec(manifest: Manifest, version_dir: Path, settings: Settings) -> Codec:
+    pre = manifest.preprocessing
+    if manifest.task == "image":
+        return ImageCodec.from_preprocessing(pre, max_pixels=settings.max_image_pixels)
+    if manifest.task == "digit":
+        return DigitCodec.from_preprocessing(pre, max_pixels=settings.max_image_pixels)
+    return TextCodec.from_preprocessing(pre, version_dir, max_chars=settings.max_text_chars)
