@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 __all__ = ["DataPlane", "InferResult", "Prediction", "TaskResult"]
-EXTENSIONS = ["model_repository", "binary_tensor_data", "statistics"]
+EXTENSIONS = ["model_repository", "binary_tensor_data"]
 # Images larger than this are decoded in a worker thread so the event loop stays free.
 _THREAD_DECODE_BYTES = 32 * 1024
 

@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.tiny_models",
     "tests.fixtures.real_models",
+    "tests.fixtures.servers",
 ]

@@ -1,0 +1,161 @@
+"""One server process: uvicorn (REST) and grpc.aio in one event loop, and its lifecycle.
+
+Startup: the HTTP server answers liveness at once; models load in the background
+and readiness turns true when the registry is ready. Shutdown on SIGTERM/SIGINT:
+readiness false at once (draining hooks, e.g. gRPC health NOT_SERVING), requests
+still accepted for ``drain_seconds`` so load balancers notice, then listeners
+close, in-flight and queued requests finish, batchers drain, and the process
+exits within ``shutdown_timeout_s``. Several workers: see serving/workers.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import signal
+import socket
+import time
+from collections.abc import Generator
+from typing import Any
+
+import uvicorn
+
+from serving.config import Settings
+from serving.dataplane import DataPlane
+from serving.metrics import Metrics
+from serving.registry import ModelRegistry
+from serving.rest.app import create_app
+
+logger = logging.getLogger(__name__)
+
+
+class _UvicornServer(uvicorn.Server):
+    """uvicorn without its own signal handling: this module owns the lifecycle."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(app, host=settings.host, port=settings.http_port, loop="none",
+                          http="httptools", lifespan="on", access_log=settings.access_log,
+                          log_config=None, log_level=settings.log_level.lower(),
+                          timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)),
+                          server_header=False, date_header=False)
+
+
+def build_grpc(dataplane: DataPlane, settings: Settings) -> Any | None:
+    """The gRPC server from serving.grpc.server, when it exists and gRPC is enabled."""
+    if settings.grpc_port < 0 or importlib.util.find_spec("serving.grpc.server") is None:
+        return None
+    from serving.grpc.server import build_grpc_server
+
+    return build_grpc_server(dataplane, settings)
+
+
+class ServerProcess:
+    """Everything one process serves; ``run`` returns when the server has stopped."""
+
+    def __init__(self, settings: Settings, *, sockets: list[socket.socket] | None = None
+                 ) -> None:
+        self.settings = settings
+        self.sockets = sockets
+        self.metrics = Metrics()
+        self.registry = ModelRegistry(settings, self.metrics)
+        self.dataplane = DataPlane(self.registry, settings, self.metrics)
+        self.app = create_app(settings, self.dataplane, self.metrics)
+        self.http = _UvicornServer(uvicorn_config(self.app, settings))
+        self.grpc: Any | None = None
+        self._stop = asyncio.Event()
+        self._load_task: asyncio.Task[None] | None = None
+
+    def request_stop(self) -> None:
+        if self._stop.is_set():
+            logger.warning("second stop signal: stopping without waiting")
+            self.http.force_exit = True
+        self._stop.set()
+
+    async def run(self, *, install_signal_handlers: bool = True) -> int:
+        if install_signal_handlers:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+        http_task = asyncio.create_task(self.http.serve(sockets=self.sockets))
+        self._load_task = asyncio.create_task(self._load())
+        self.grpc = build_grpc(self.dataplane, self.settings)
+        if self.grpc is not None:
+            await self.grpc.start()
+        stop_task = asyncio.create_task(self._stop.wait())
+        await asyncio.wait({http_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        failed = http_task.done() and not self._stop.is_set()
+        stop_task.cancel()
+        await self.shutdown(http_task)
+        return 1 if failed or not self.http.started else 0
+
+    async def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            await self.registry.load()
+        except Exception:
+            logger.exception("loading the model repository failed; the server stays not ready")
+            return
+        logger.info("models loaded in %.2f s; ready=%s", time.perf_counter() - started,
+                    self.dataplane.ready())
+
+    async def shutdown(self, http_task: asyncio.Task[None]) -> None:
+        budget = self.settings.shutdown_timeout_s
+        deadline = time.monotonic() + budget
+        self.dataplane.start_draining()
+        drain = min(self.settings.drain_seconds, budget / 2)
+        logger.info("draining: not ready; still serving for %.1f s", drain)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._second_signal(), timeout=drain)
+        self.http.should_exit = True  # closes listeners, finishes in-flight requests
+        grace = max(0.0, deadline - time.monotonic())
+        waits: list[Any] = [asyncio.wait({http_task}, timeout=grace)]
+        if self.grpc is not None:
+            waits.append(self.grpc.stop(grace))
+        await asyncio.gather(*waits, return_exceptions=True)
+        if not http_task.done():
+            self.http.force_exit = True
+            await asyncio.wait({http_task}, timeout=1.0)
+        if self._load_task is not None and not self._load_task.done():
+            self._load_task.cancel()
+        await self._close_registry(max(0.5, deadline - time.monotonic()))
+        logger.info("stopped")
+
+    async def _second_signal(self) -> None:
+        while not self.http.force_exit:
+            await asyncio.sleep(0.05)
+
+    async def _close_registry(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self.registry.close(drain_timeout_s=timeout),
+                                   timeout=timeout + 1.0)
+        except TimeoutError:
+            logger.warning("batchers did not drain within %.1f s", timeout)
+        except Exception:
+            logger.exception("closing the registry failed")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run_process(settings: Settings, sockets: list[socket.socket] | None = None) -> int:
+    """Run one server process to completion (blocking); returns its exit status."""
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(ServerProcess(settings, sockets=sockets).run())
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        asyncio.set_event_loop(None)
+        loop.close()

@@ -1,0 +1,86 @@
+"""``modelserve serve``: one flag per Settings field (flags override MODELSERVE_* variables)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+# Fields whose value is a list: given as a comma-separated string on the command line.
+_HELP = {
+    "model_repository": "model repository folder (<name>/<version>/model.onnx + manifest.json)",
+    "version_policy": "latest | latest:N | specific:1,3",
+    "grpc_port": "gRPC port (0 picks a free one, -1 disables gRPC)",
+    "workers": "server processes sharing the ports, each with its own sessions",
+    "api_keys": "comma-separated API keys (off when empty)",
+    "cors_origins": "comma-separated allowed CORS origins (CORS off when empty)",
+}
+
+
+def _flag_kwargs(name: str, annotation: Any) -> dict[str, Any]:
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation, origin, args = args[0], typing.get_origin(args[0]), typing.get_args(args[0])
+    if annotation is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if origin is typing.Literal:
+        return {"choices": list(args)}
+    if origin is list:
+        item = args[0] if args else str
+        return {"type": lambda s, t=item: [t(v.strip()) for v in s.split(",") if v.strip()]}
+    if annotation in (int, float, str, Path):
+        return {"type": annotation}
+    return {"type": str}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from serving.config import Settings
+
+    parser = subparsers.add_parser(
+        "serve", help="serve a model repository over REST and gRPC",
+        description="Serve models over REST (task, TF Serving, v2) and gRPC. Every flag is "
+                    "also an environment variable MODELSERVE_<FLAG>; flags win.")
+    for name, field in Settings.model_fields.items():
+        help_text = _HELP.get(name, field.description or "")
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=f"serve_{name}",
+                            metavar=name.upper(), default=argparse.SUPPRESS,
+                            help=help_text or None,
+                            **_flag_kwargs(name, field.annotation))
+    parser.set_defaults(func=serve)
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError
+
+    from serving.cli import CLIError
+    from serving.config import Settings
+
+    overrides = {k.removeprefix("serve_"): v for k, v in vars(args).items()
+                 if k.startswith("serve_")}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise CLIError(f"invalid setting {where}: {first['msg']}") from exc
+    if not Path(settings.model_repository).is_dir():
+        raise CLIError(f"model repository {settings.model_repository} is not a folder "
+                       f"(build the default models with `modelserve build-models`)")
+    return settings
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    logging.getLogger().setLevel(settings.log_level.upper())
+    if settings.workers > 1:
+        from serving.workers import run_workers
+
+        return run_workers(settings)
+    from serving.server import run_process
+
+    return run_process(settings)
