@@ -1,0 +1,110 @@
+"""tensorflow.TensorProto ↔ numpy, without TensorFlow.
+
+Reads ``tensor_content`` (packed little-endian) and every typed ``*_val`` field TF
+Serving clients send (``half_val`` carries float16 bit patterns; a single value fills
+the whole shape, as in TensorFlow); DT_STRING becomes an object array of bytes.
+Writes ``tensor_content`` for numbers (one copy, no per-element work) and
+``string_val`` for bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from serving.errors import InvalidInput
+from serving.grpc.generated.tensorflow.core.framework import (
+    tensor_pb2,
+    tensor_shape_pb2,
+    types_pb2,
+)
+
+# numpy dtype name → (TensorFlow DataType name, typed value field).
+_NUMPY = {
+    "float32": ("DT_FLOAT", "float_val"), "float64": ("DT_DOUBLE", "double_val"),
+    "float16": ("DT_HALF", "half_val"), "int8": ("DT_INT8", "int_val"),
+    "int16": ("DT_INT16", "int_val"), "int32": ("DT_INT32", "int_val"),
+    "int64": ("DT_INT64", "int64_val"), "uint8": ("DT_UINT8", "int_val"),
+    "uint16": ("DT_UINT16", "int_val"), "uint32": ("DT_UINT32", "uint32_val"),
+    "uint64": ("DT_UINT64", "uint64_val"), "bool": ("DT_BOOL", "bool_val"),
+    "object": ("DT_STRING", "string_val"),
+}
+_BY_ENUM = {types_pb2.DataType.Value(tf): (np.dtype(np_name), field)
+            for np_name, (tf, field) in _NUMPY.items()}
+
+
+def tf_dtype(dtype: np.dtype | str) -> int:
+    """The DataType enum value for a numpy dtype (DT_INVALID when there is none)."""
+    name = np.dtype(dtype).name
+    tf = _NUMPY.get(name, ("DT_INVALID", ""))[0]
+    return types_pb2.DataType.Value(tf)
+
+
+def _shape(proto: tensor_pb2.TensorProto, name: str) -> list[int]:
+    shape = [d.size for d in proto.tensor_shape.dim]
+    if proto.tensor_shape.unknown_rank or any(d < 0 for d in shape):
+        raise InvalidInput(f"input {name!r}: a request tensor needs a fully known shape")
+    return shape
+
+
+def _strings(proto: tensor_pb2.TensorProto, size: int, name: str) -> np.ndarray:
+    values = list(proto.string_val)
+    if len(values) != size:
+        raise InvalidInput(f"input {name!r}: {len(values)} strings for {size} elements")
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _typed(proto: tensor_pb2.TensorProto, dtype: np.dtype, field: str, name: str) -> np.ndarray:
+    values = getattr(proto, field)
+    try:
+        if dtype == np.float16:
+            return np.asarray(values, dtype=np.uint16).view(np.float16)
+        return np.asarray(values, dtype=dtype)
+    except (OverflowError, ValueError) as exc:
+        raise InvalidInput(f"input {name!r}: values out of range for {dtype}: {exc}") from exc
+
+
+def to_numpy(proto: tensor_pb2.TensorProto, name: str = "tensor") -> np.ndarray:
+    if proto.dtype not in _BY_ENUM:
+        label = types_pb2.DataType.Name(proto.dtype) if proto.dtype in \
+            types_pb2.DataType.values() else str(proto.dtype)
+        raise InvalidInput(f"input {name!r}: dtype {label} is not supported")
+    dtype, field = _BY_ENUM[proto.dtype]
+    shape = _shape(proto, name)
+    size = math.prod(shape)
+    if dtype.kind == "O":
+        return _strings(proto, size, name).reshape(shape)
+    if proto.tensor_content:
+        if len(proto.tensor_content) != size * dtype.itemsize:
+            raise InvalidInput(f"input {name!r}: tensor_content has {len(proto.tensor_content)} "
+                               f"bytes, shape {shape} of {dtype} needs {size * dtype.itemsize}")
+        flat = np.frombuffer(proto.tensor_content, dtype=dtype.newbyteorder("<"))
+        return flat.astype(dtype, copy=False).reshape(shape)
+    flat = _typed(proto, dtype, field, name)
+    if flat.size == size:
+        return flat.reshape(shape)
+    if flat.size == 1:  # TensorFlow's rule: one value fills the tensor
+        return np.full(shape, flat[0], dtype=dtype)
+    raise InvalidInput(f"input {name!r}: {flat.size} values for shape {shape}")
+
+
+def from_numpy(array: Any) -> tensor_pb2.TensorProto:
+    arr = np.asarray(array)
+    if arr.dtype.kind in "SUO":
+        arr = arr.astype(object)
+    dtype = tf_dtype(arr.dtype)
+    if dtype == types_pb2.DT_INVALID:
+        raise InvalidInput(f"dtype {arr.dtype} has no TensorFlow DataType")
+    proto = tensor_pb2.TensorProto(dtype=dtype)
+    proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=d)
+                                  for d in arr.shape)
+    if arr.dtype.kind == "O":
+        proto.string_val.extend(v.encode() if isinstance(v, str) else bytes(v)
+                                for v in arr.reshape(-1))
+    else:
+        proto.tensor_content = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+    return proto

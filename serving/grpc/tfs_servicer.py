@@ -1,0 +1,204 @@
+"""tensorflow.serving.PredictionService and ModelService over the DataPlane.
+
+Wire-compatible with TensorFlow Serving: Predict (tensor_content or typed values,
+strings for encoded images/text), GetModelMetadata (signature_def), Classify and
+Regress (tf.Example inputs through the task codecs), GetModelStatus.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from serving.dataplane import DataPlane
+from serving.errors import InvalidInput, ModelNotFound
+from serving.grpc import tf_tensors
+from serving.grpc.errors import deadline_of, map_errors
+from serving.grpc.generated.tensorflow.core.protobuf import meta_graph_pb2
+from serving.grpc.generated.tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
+from serving.grpc.inputs import decode_string_inputs, feature_item
+
+if TYPE_CHECKING:
+    from serving.registry import ServedModel
+
+PROTOCOL = "grpc"
+SIGNATURE = "serving_default"
+PREDICT_METHOD = "tensorflow/serving/predict"
+_STATES = get_model_status_pb2.ModelVersionStatus.State
+
+
+def resolve_version(spec: model_pb2.ModelSpec) -> int | None:
+    """ModelSpec version or label → a version (None = latest). Only 'latest' is a label."""
+    if not spec.name:
+        raise InvalidInput("model_spec.name is required")
+    if spec.HasField("version"):
+        return int(spec.version.value)
+    if spec.HasField("version_label") and spec.version_label != "latest":
+        raise ModelNotFound(f"version label {spec.version_label!r} is not assigned "
+                            f"(only 'latest' is)")
+    return None
+
+
+def _check_signature(spec: model_pb2.ModelSpec) -> None:
+    if spec.signature_name not in ("", SIGNATURE):
+        raise InvalidInput(f"signature {spec.signature_name!r} not found; "
+                           f"the model serves {SIGNATURE!r}")
+
+
+def _answer_spec(name: str, version: int, target: model_pb2.ModelSpec) -> None:
+    target.name = name
+    target.version.value = version
+    target.signature_name = SIGNATURE
+
+
+def _tensor_info(spec: Any) -> meta_graph_pb2.TensorInfo:
+    info = meta_graph_pb2.TensorInfo(name=spec.name, dtype=tf_tensors.tf_dtype(spec.dtype))
+    for d in spec.shape:
+        info.tensor_shape.dim.add(size=d)
+    return info
+
+
+def signature_def(served: ServedModel) -> meta_graph_pb2.SignatureDef:
+    sig = meta_graph_pb2.SignatureDef(method_name=PREDICT_METHOD)
+    for spec in served.manifest.inputs:
+        sig.inputs[spec.name].CopyFrom(_tensor_info(spec))
+    for spec in served.manifest.outputs:
+        sig.outputs[spec.name].CopyFrom(_tensor_info(spec))
+    return sig
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    @map_errors
+    async def Predict(self, request: predict_pb2.PredictRequest,
+                      context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
+        _check_signature(request.model_spec)
+        served = self.dataplane.model(request.model_spec.name,
+                                      resolve_version(request.model_spec))
+        inputs = {k: tf_tensors.to_numpy(v, k) for k, v in request.inputs.items()}
+        inputs = await decode_string_inputs(served, inputs)
+        result = await self.dataplane.infer(
+            served.name, served.version, inputs, protocol=PROTOCOL,
+            deadline=deadline_of(context), output_names=list(request.output_filter) or None)
+        response = predict_pb2.PredictResponse()
+        _answer_spec(result.model_name, result.model_version, response.model_spec)
+        for name, array in result.outputs.items():
+            response.outputs[name].CopyFrom(tf_tensors.from_numpy(array))
+        return response
+
+    @map_errors
+    async def GetModelMetadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        unsupported = [f for f in request.metadata_field if f != "signature_def"]
+        if unsupported or not request.metadata_field:
+            raise InvalidInput(f"metadata_field must be ['signature_def'], "
+                               f"got {list(request.metadata_field)}")
+        served = self.dataplane.model(request.model_spec.name,
+                                      resolve_version(request.model_spec))
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        signatures.signature_def[SIGNATURE].CopyFrom(signature_def(served))
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        _answer_spec(served.name, served.version, response.model_spec)
+        response.model_spec.signature_name = ""
+        response.metadata["signature_def"].Pack(signatures)
+        return response
+
+    async def _task_items(self, request: Any) -> tuple[ServedModel, list[Any]]:
+        _check_signature(request.model_spec)
+        served = self.dataplane.model(request.model_spec.name,
+                                      resolve_version(request.model_spec))
+        which = request.input.WhichOneof("kind")
+        if which is None:
+            raise InvalidInput("input needs example_list or example_list_with_context")
+        examples = getattr(request.input, which).examples
+        task = served.manifest.task
+        return served, [feature_item(task, ex.features, i) for i, ex in enumerate(examples)]
+
+    async def _predict_task(self, served: ServedModel, items: list[Any],
+                            context: grpc.aio.ServicerContext) -> Any:
+        predict = getattr(self.dataplane, f"predict_{served.manifest.task}")
+        return await predict(items, model=served.name, version=served.version,
+                             protocol=PROTOCOL, deadline=deadline_of(context))
+
+    @map_errors
+    async def Classify(self, request: classification_pb2.ClassificationRequest,
+                       context: grpc.aio.ServicerContext,
+                       ) -> classification_pb2.ClassificationResponse:
+        served, items = await self._task_items(request)
+        result = await self._predict_task(served, items, context)
+        response = classification_pb2.ClassificationResponse()
+        _answer_spec(result.model_name, result.model_version, response.model_spec)
+        for prediction in result.predictions:
+            response.result.classifications.add().classes.extend(
+                classification_pb2.Class(label=label, score=p) for label, p in prediction.top)
+        return response
+
+    @map_errors
+    async def Regress(self, request: regression_pb2.RegressionRequest,
+                      context: grpc.aio.ServicerContext) -> regression_pb2.RegressionResponse:
+        served, items = await self._task_items(request)
+        manifest = served.manifest
+        if manifest.postprocessing.kind != "sigmoid":
+            raise InvalidInput(f"model {served.name} has {len(manifest.labels)} classes; "
+                               f"Regress needs a single-probability (sigmoid) model, "
+                               f"use Classify")
+        result = await self._predict_task(served, items, context)
+        response = regression_pb2.RegressionResponse()
+        _answer_spec(result.model_name, result.model_version, response.model_spec)
+        positive = manifest.labels[1]
+        for prediction in result.predictions:
+            value = dict(prediction.top)[positive]
+            response.result.regressions.add(value=value)
+        return response
+
+    async def MultiInference(self, request: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not supported")
+
+
+def version_status(served: ServedModel) -> get_model_status_pb2.ModelVersionStatus:
+    """FAILED versions report END with an error, as TF Serving does."""
+    status = get_model_status_pb2.ModelVersionStatus(version=served.version)
+    if served.state == "FAILED":
+        status.state = _STATES.Value("END")
+        status.status.error_code = 2  # tensorflow.error.UNKNOWN
+    else:
+        status.state = _STATES.Value(served.state)
+    status.status.error_message = served.error or ""
+    return status
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    @map_errors
+    async def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
+                             context: grpc.aio.ServicerContext,
+                             ) -> get_model_status_pb2.GetModelStatusResponse:
+        spec = request.model_spec
+        version = resolve_version(spec)
+        if version is None and spec.HasField("version_label"):
+            version = self.dataplane.model(spec.name).version
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for served in self.dataplane.model_statuses(spec.name, version):
+            response.model_version_status.append(version_status(served))
+        return response
+
+    async def HandleReloadConfigRequest(self, request: Any,
+                                        context: grpc.aio.ServicerContext) -> None:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            "configuration reload is not supported; the repository is polled")

@@ -1,0 +1,98 @@
+"""inference.GRPCInferenceService (Open Inference Protocol v2 / KServe) over the DataPlane."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from serving.dataplane import DataPlane
+from serving.errors import InvalidInput
+from serving.grpc import v2_tensors
+from serving.grpc.errors import deadline_of, map_errors
+from serving.grpc.generated import grpc_predict_v2_pb2 as pb
+from serving.grpc.generated import grpc_predict_v2_pb2_grpc as pb_grpc
+from serving.grpc.inputs import decode_string_inputs
+
+PROTOCOL = "grpc"
+PLATFORM = "onnxruntime_onnx"
+Context = grpc.aio.ServicerContext
+
+
+def parse_version(version: str) -> int | None:
+    """The protocol's version string: empty = latest, else a positive integer."""
+    if not version:
+        return None
+    if not version.isdigit() or int(version) < 1:
+        raise InvalidInput(f"model version must be a positive integer, got {version!r}")
+    return int(version)
+
+
+def _tensor_metadata(spec: Any) -> pb.ModelMetadataResponse.TensorMetadata:
+    return pb.ModelMetadataResponse.TensorMetadata(
+        name=spec.name, datatype=v2_tensors.v2_datatype(spec.dtype), shape=spec.shape)
+
+
+class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    @map_errors
+    async def ServerLive(self, request: pb.ServerLiveRequest,
+                         context: Context) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=self.dataplane.live())
+
+    @map_errors
+    async def ServerReady(self, request: pb.ServerReadyRequest,
+                          context: Context) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.dataplane.ready())
+
+    @map_errors
+    async def ModelReady(self, request: pb.ModelReadyRequest,
+                         context: Context) -> pb.ModelReadyResponse:
+        version = parse_version(request.version)
+        self.dataplane.model_statuses(request.name, version)  # NOT_FOUND for unknown models
+        return pb.ModelReadyResponse(ready=self.dataplane.model_ready(request.name, version))
+
+    @map_errors
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest,
+                             context: Context) -> pb.ServerMetadataResponse:
+        meta = self.dataplane.server_metadata()
+        return pb.ServerMetadataResponse(name=meta["name"], version=meta["version"],
+                                         extensions=meta["extensions"])
+
+    @map_errors
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest,
+                            context: Context) -> pb.ModelMetadataResponse:
+        version = parse_version(request.version)
+        served = self.dataplane.model(request.name, version)
+        versions = [str(m.version) for m in self.dataplane.model_statuses(request.name, version)
+                    if m.state == "AVAILABLE"]
+        manifest = served.manifest
+        return pb.ModelMetadataResponse(
+            name=served.name, versions=versions, platform=PLATFORM,
+            inputs=[_tensor_metadata(s) for s in manifest.inputs],
+            outputs=[_tensor_metadata(s) for s in manifest.outputs])
+
+    @map_errors
+    async def ModelInfer(self, request: pb.ModelInferRequest,
+                         context: Context) -> pb.ModelInferResponse:
+        served = self.dataplane.model(request.model_name, parse_version(request.model_version))
+        inputs = await decode_string_inputs(served, v2_tensors.request_inputs(request))
+        wanted = [out.name for out in request.outputs] or None
+        result = await self.dataplane.infer(served.name, served.version, inputs,
+                                            protocol=PROTOCOL, deadline=deadline_of(context),
+                                            output_names=wanted)
+        response = pb.ModelInferResponse(model_name=result.model_name,
+                                         model_version=str(result.model_version),
+                                         id=request.id)
+        for name, array in result.outputs.items():
+            v2_tensors.add_output(response, name, array)
+        return response
+
+    async def RepositoryModelLoad(self, request: Any, context: Context) -> None:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            "models are loaded from the repository; load/unload is not supported")
+
+    async def RepositoryModelUnload(self, request: Any, context: Context) -> None:
+        await self.RepositoryModelLoad(request, context)

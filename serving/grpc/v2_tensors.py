@@ -1,0 +1,128 @@
+"""Open Inference Protocol v2 tensors ↔ numpy: typed ``contents`` and raw bytes.
+
+Raw tensors (``raw_input_contents`` / ``raw_output_contents``) are little-endian,
+row-major; BYTES elements are each prefixed by a 4-byte little-endian length.
+Outputs are always written raw, as Triton does: one copy per tensor.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+import numpy as np
+
+from serving.errors import InvalidInput
+from serving.grpc.generated import grpc_predict_v2_pb2 as pb
+
+V2_TO_NUMPY = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32",
+               "UINT64": "uint64", "INT8": "int8", "INT16": "int16", "INT32": "int32",
+               "INT64": "int64", "FP16": "float16", "FP32": "float32", "FP64": "float64",
+               "BYTES": "object"}
+NUMPY_TO_V2 = {v: k for k, v in V2_TO_NUMPY.items()}
+# Which InferTensorContents field carries each datatype (FP16 travels raw only).
+_CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents",
+             "INT32": "int_contents", "INT64": "int64_contents", "UINT8": "uint_contents",
+             "UINT16": "uint_contents", "UINT32": "uint_contents",
+             "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents",
+             "BYTES": "bytes_contents"}
+
+
+def v2_datatype(dtype: np.dtype | str) -> str:
+    name = np.dtype(dtype).name
+    if name not in NUMPY_TO_V2:
+        raise InvalidInput(f"dtype {name} has no Open Inference Protocol datatype")
+    return NUMPY_TO_V2[name]
+
+
+def _spec(tensor: pb.ModelInferRequest.InferInputTensor) -> tuple[np.dtype, list[int], int]:
+    if tensor.datatype not in V2_TO_NUMPY:
+        raise InvalidInput(f"input {tensor.name!r}: unknown datatype {tensor.datatype!r}")
+    shape = list(tensor.shape)
+    if any(d < 0 for d in shape):
+        raise InvalidInput(f"input {tensor.name!r}: shape {shape} has a negative dimension")
+    return np.dtype(V2_TO_NUMPY[tensor.datatype]), shape, math.prod(shape)
+
+
+def decode_bytes(raw: bytes, count: int, name: str) -> np.ndarray:
+    """4-byte-length-prefixed elements → object array of bytes."""
+    out = np.empty(count, dtype=object)
+    offset = 0
+    for i in range(count):
+        if offset + 4 > len(raw):
+            raise InvalidInput(f"input {name!r}: raw BYTES data ends before element {i}")
+        (length,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise InvalidInput(f"input {name!r}: raw BYTES element {i} is truncated")
+        out[i] = raw[offset:offset + length]
+        offset += length
+    if offset != len(raw):
+        raise InvalidInput(f"input {name!r}: {len(raw) - offset} bytes after {count} elements")
+    return out
+
+
+def encode_bytes(values: np.ndarray) -> bytes:
+    parts = []
+    for v in values.reshape(-1):
+        b = v.encode() if isinstance(v, str) else bytes(v)
+        parts.append(struct.pack("<I", len(b)))
+        parts.append(b)
+    return b"".join(parts)
+
+
+def from_raw(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes) -> np.ndarray:
+    dtype, shape, size = _spec(tensor)
+    if dtype.kind == "O":
+        return decode_bytes(raw, size, tensor.name).reshape(shape)
+    if len(raw) != size * dtype.itemsize:
+        raise InvalidInput(f"input {tensor.name!r}: {len(raw)} raw bytes, shape {shape} of "
+                           f"{tensor.datatype} needs {size * dtype.itemsize}")
+    return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False) \
+        .reshape(shape)
+
+
+def from_contents(tensor: pb.ModelInferRequest.InferInputTensor) -> np.ndarray:
+    dtype, shape, size = _spec(tensor)
+    if tensor.datatype == "FP16":
+        raise InvalidInput(f"input {tensor.name!r}: FP16 must be sent in raw_input_contents")
+    values = getattr(tensor.contents, _CONTENTS[tensor.datatype])
+    if len(values) != size:
+        raise InvalidInput(f"input {tensor.name!r}: {len(values)} values for shape {shape}")
+    if dtype.kind == "O":
+        out = np.empty(size, dtype=object)
+        out[:] = list(values)
+        return out.reshape(shape)
+    try:
+        return np.asarray(values, dtype=dtype).reshape(shape)
+    except (OverflowError, ValueError) as exc:
+        raise InvalidInput(f"input {tensor.name!r}: values out of range for "
+                           f"{tensor.datatype}: {exc}") from exc
+
+
+def request_inputs(request: pb.ModelInferRequest) -> dict[str, np.ndarray]:
+    """Every input of a ModelInferRequest as numpy (raw or typed, not mixed)."""
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise InvalidInput(f"raw_input_contents has {len(raw)} entries for "
+                           f"{len(request.inputs)} inputs (raw must be used for all inputs)")
+    inputs: dict[str, np.ndarray] = {}
+    for i, tensor in enumerate(request.inputs):
+        if tensor.name in inputs:
+            raise InvalidInput(f"input {tensor.name!r} is given twice")
+        inputs[tensor.name] = from_raw(tensor, raw[i]) if raw else from_contents(tensor)
+    return inputs
+
+
+def add_output(response: pb.ModelInferResponse, name: str, array: Any) -> None:
+    arr = np.asarray(array)
+    if arr.dtype.kind in "SU":
+        arr = arr.astype(object)
+    datatype = v2_datatype(arr.dtype)
+    response.outputs.add(name=name, datatype=datatype, shape=list(arr.shape))
+    if arr.dtype.kind == "O":
+        response.raw_output_contents.append(encode_bytes(arr))
+    else:
+        response.raw_output_contents.append(
+            arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
