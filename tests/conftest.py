@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.tiny_models",
     "tests.fixtures.real_models",
     "tests.fixtures.servers",
+    "tests.fixtures.grpc_servers",
 ]
