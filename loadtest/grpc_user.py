@@ -16,7 +16,7 @@ import grpc.experimental.gevent as grpc_gevent
 from locust import User, task
 
 from loadtest import bodies, grpc_messages
-from loadtest.locust_support import OpenLoop, fire_timed
+from loadtest.locust_support import OpenLoop, fire_timed, open_loop_wait
 from loadtest.payloads import load_payloads
 
 grpc_gevent.init_gevent()
@@ -28,7 +28,7 @@ class GrpcUser(User):
     """Alternates TF Serving Predict and v2 ModelInfer over the digit (and text) model."""
 
     key = "grpc"
-    wait_time = OpenLoop.wait_time
+    wait_time = open_loop_wait
 
     def on_start(self) -> None:
         options = self.environment.parsed_options

@@ -70,6 +70,15 @@ def apply_mix(environment: Environment, classes: Iterable[type[User]]) -> None:
     log.info("user mix: %s", {getattr(c, "key", c.__name__): c.weight for c in chosen})
 
 
+def open_loop_wait(user: User) -> float:
+    """Locust wait_time: 0 in closed loop; Poisson gaps giving --arrival-rate in open loop."""
+    rate = OpenLoop.rate(user)
+    if rate <= 0:
+        return 0.0  # closed loop without think time: each user is one connection
+    users = max(1, user.environment.runner.user_count if user.environment.runner else 1)
+    return float(np.random.exponential(users / rate))
+
+
 class OpenLoop:
     """Fires each request in its own greenlet on a Poisson schedule (when a rate is set)."""
 
@@ -78,14 +87,6 @@ class OpenLoop:
     @staticmethod
     def rate(user: User) -> float:
         return float(getattr(user.environment.parsed_options, "arrival_rate", 0.0) or 0.0)
-
-    @classmethod
-    def wait_time(cls, user: User) -> float:
-        rate = cls.rate(user)
-        if rate <= 0:
-            return 0.0  # closed loop without think time: each user is one connection
-        users = max(1, user.environment.runner.user_count if user.environment.runner else 1)
-        return float(np.random.exponential(users / rate))
 
     @classmethod
     def fire(cls, user: User, send: Callable[[], None], name: str, request_type: str) -> None:

@@ -22,7 +22,7 @@ from locust import FastHttpUser, events, task
 
 from loadtest import bodies
 from loadtest.grpc_user import GrpcUser
-from loadtest.locust_support import OpenLoop, add_options, apply_mix
+from loadtest.locust_support import OpenLoop, add_options, apply_mix, open_loop_wait
 from loadtest.payloads import load_payloads
 from loadtest.shapes import shape_class
 
@@ -36,7 +36,7 @@ class ServingHttpUser(FastHttpUser):
     abstract = True
     key = ""
     concurrency = 64  # connection pool: open loop may have several requests in flight
-    wait_time = OpenLoop.wait_time
+    wait_time = open_loop_wait
 
     def on_start(self) -> None:
         self._cycle = itertools.cycle(self.prepare())

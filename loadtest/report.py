@@ -53,7 +53,11 @@ def read_stats(stats_csv: Path) -> list[EndpointStats]:
 
 
 def read_history(history_csv: Path) -> dict[str, list[float]]:
-    """The Aggregated rows as columns: t (s from start), users, rps, fps, p50, p95, p99."""
+    """The Aggregated rows as columns: t (s from start), users, rps, fps, p50, p95, p99.
+
+    req/s and failures/s are differences of the running totals between rows (Locust's own
+    "Requests/s" column is a slow moving average that hides a stall).
+    """
     cols: dict[str, list[float]] = {k: [] for k in ("t", "users", "rps", "fps",
                                                     "p50", "p95", "p99")}
     with history_csv.open(newline="") as f:
@@ -61,13 +65,20 @@ def read_history(history_csv: Path) -> dict[str, list[float]]:
     if not rows:
         return cols
     start = int(rows[0]["Timestamp"])
+    prev_t, prev_n, prev_f = start, 0, 0
     for r in rows:
-        cols["t"].append(int(r["Timestamp"]) - start)
+        t, n, fails = int(r["Timestamp"]), int(r["Total Request Count"]), \
+            int(r["Total Failure Count"])
+        dt = t - prev_t
+        if cols["t"] and dt <= 0:
+            continue  # two rows in one second: keep the first
+        cols["t"].append(t - start)
         cols["users"].append(_num(r["User Count"]))
-        cols["rps"].append(_num(r["Requests/s"]))
-        cols["fps"].append(_num(r["Failures/s"]))
+        cols["rps"].append((n - prev_n) / dt if dt else 0.0)
+        cols["fps"].append((fails - prev_f) / dt if dt else 0.0)
         for p in ("50", "95", "99"):
             cols[f"p{p}"].append(_num(r[f"{p}%"]))
+        prev_t, prev_n, prev_f = t, n, fails
     return cols
 
 
@@ -110,10 +121,18 @@ def plot_history(history: dict[str, list[float]], out: Path, title: str) -> Path
     return out
 
 
-def gate(total: EndpointStats, *, max_failure_rate: float,
-         max_p99_ms: float | None) -> list[str]:
+def read_exceptions(exceptions_csv: Path) -> list[tuple[int, str]]:
+    """(count, message) of errors raised inside the users (bugs, not failed requests)."""
+    if not exceptions_csv.is_file():
+        return []
+    with exceptions_csv.open(newline="") as f:
+        return [(int(r["Count"]), r["Message"]) for r in csv.DictReader(f)]
+
+
+def gate(total: EndpointStats, *, max_failure_rate: float, max_p99_ms: float | None,
+         exceptions: list[tuple[int, str]] = ()) -> list[str]:
     """Why the run fails its limits (empty when it passes)."""
-    problems = []
+    problems = [f"{count}x user error: {message}" for count, message in exceptions]
     if total.requests == 0:
         problems.append("no requests were made")
     if total.failure_rate > max_failure_rate:

@@ -125,7 +125,8 @@ def finish(args: Namespace, out: Path, prefix: Path, extra: dict) -> int:
                         out / "loadtest.png",
                         f"modelserve load test: {args.shape}, {args.users} users, {args.mix}")
     problems = report.gate(total, max_failure_rate=args.max_failure_rate,
-                           max_p99_ms=args.max_p99_ms)
+                           max_p99_ms=args.max_p99_ms, exceptions=report.read_exceptions(
+                               Path(str(prefix) + "_exceptions.csv")))
     extra["verdict"] = "FAIL: " + "; ".join(problems) if problems else "PASS"
     write_summary(out, stats, extra)
     print(f"report: {out}")

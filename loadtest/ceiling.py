@@ -1,0 +1,100 @@
+"""The raw in-process ONNX Runtime ceiling: items/s per model and batch size.
+
+Run by the benchmark as a child process pinned to the server's CPUs with the same
+thread count and provider the server gets, on the real payloads, so "served / ceiling"
+compares like with like:
+
+    python -m loadtest.ceiling --model-repository models --models digit,text,image \
+        --batch-sizes 1,8,32,64 --threads 1 --provider cpu --duration 1.0
+prints one JSON object: {model: {"providers": [...], "batches": {bs: {...}}}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from loadtest import bodies
+from loadtest.payloads import load_payloads
+from serving.manifest import list_versions, read_manifest
+
+PROVIDERS = {"cpu": ["CPUExecutionProvider"],
+             "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+
+
+def session(model_path: Path, provider: str, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    providers = PROVIDERS.get(provider) or ort.get_available_providers()
+    return ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+
+
+def sample_items(model: str, repository: Path) -> np.ndarray:
+    """(n, ...) real inputs for ``model``: test digits, tokenized reviews or images."""
+    payloads = load_payloads()
+    if model == "digit":
+        arrays = bodies.digit_tensors(payloads, 64)
+    elif model == "text":
+        arrays = bodies.text_tensors(payloads, repository, model, 64)
+    else:
+        arrays = bodies.image_tensors(payloads, 16)
+    return np.concatenate(arrays)
+
+
+def measure(sess, input_name: str, items: np.ndarray, batch: int, duration_s: float) -> dict:
+    reps = -(-batch // len(items))
+    feed = {input_name: np.ascontiguousarray(np.concatenate([items] * reps)[:batch])}
+    for _ in range(3):
+        sess.run(None, feed)
+    times = []
+    stop = time.perf_counter() + duration_s
+    while time.perf_counter() < stop or len(times) < 3:
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        times.append(time.perf_counter() - t0)
+    return {"items_per_s": batch * len(times) / sum(times),
+            "p50_ms": 1000 * statistics.median(times), "runs": len(times)}
+
+
+def ceiling(repository: Path, model: str, batch_sizes: list[int], *, provider: str,
+            threads: int, duration_s: float) -> dict:
+    version_dir = repository / model / str(list_versions(repository / model)[-1])
+    manifest = read_manifest(version_dir)
+    sess = session(version_dir / manifest.model_file, provider, threads)
+    items = sample_items(model, repository).astype(manifest.inputs[0].dtype)
+    batches = {str(bs): measure(sess, manifest.inputs[0].name, items, bs, duration_s)
+               for bs in batch_sizes}
+    best = max(batches.items(), key=lambda kv: kv[1]["items_per_s"])
+    return {"providers": sess.get_providers(), "version": manifest.version,
+            "batches": batches, "best_batch": int(best[0]),
+            "best_items_per_s": best[1]["items_per_s"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-repository", type=Path, required=True)
+    parser.add_argument("--models", default="digit,text,image")
+    parser.add_argument("--batch-sizes", default="1,8,32,64")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--provider", default="cpu")
+    parser.add_argument("--duration", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    result = {m: ceiling(args.model_repository, m, sizes, provider=args.provider,
+                         threads=args.threads, duration_s=args.duration)
+              for m in args.models.split(",") if m}
+    json.dump(result, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
