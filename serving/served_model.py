@@ -113,7 +113,7 @@ def batching_for(manifest: Manifest, settings: Settings) -> BatchingConfig:
                               "max_queue_delay_ms": settings.max_queue_delay_ms,
                               "max_queue_size": settings.max_queue_size}
     merged |= manifest.batching.model_dump(exclude_none=True)
-    overrides = getattr(settings, "model_batching", {}).get(manifest.name, {})
+    overrides = settings.model_batching.get(manifest.name, {})
     merged |= BatchingConfig.model_validate(overrides).model_dump(exclude_none=True)
     return BatchingConfig.model_validate(merged)
 
