@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     # Dynamic batching (global defaults; a manifest's "batching" overrides per model).
     max_batch_size: int = Field(default=32, ge=1)
     max_queue_delay_ms: float = Field(default=2.0, ge=0)
-    max_queue_size: int = Field(default=1024, ge=1)
+    max_queue_size: int = Field(default=1024, ge=1)  # rows waiting, per model version
+    # Per-model overrides, above the manifest's: {"image": {"max_batch_size": 16}} (JSON in env).
+    model_batching: dict[str, dict[str, float]] = Field(default_factory=dict)
     request_timeout_s: float = Field(default=30.0, gt=0)
 
     # Limits.
