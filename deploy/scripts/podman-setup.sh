@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Make podman usable for the offline image build and container test (Debian/Ubuntu, as root):
+# installs podman, runc and mmdebstrap when missing and writes a minimal container
+# configuration (runc runtime, vfs storage, a sane open-files limit) when none exists.
+# Exit 3 when podman is missing and cannot be installed here (not root, no apt-get).
+set -euo pipefail
+
+need=()
+command -v podman >/dev/null || need+=(podman)
+command -v runc >/dev/null || need+=(runc)
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+if ((${#need[@]})); then
+    if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null; then
+        echo "podman-setup: missing ${need[*]} and cannot install (needs root and apt-get)" >&2
+        exit 3
+    fi
+    echo "podman-setup: installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends "${need[@]}" uidmap >/dev/null
+fi
+
+if [[ $(id -u) == 0 ]]; then
+    mkdir -p /etc/containers
+    # runc: crun fails in some nested sandboxes; vfs: overlay needs kernel support we may not have.
+    if [[ ! -s /etc/containers/containers.conf ]]; then
+        printf '[engine]\nruntime = "runc"\n\n[containers]\ndefault_ulimits = ["nofile=20000:20000"]\n' \
+            >/etc/containers/containers.conf
+    fi
+    if [[ ! -s /etc/containers/storage.conf ]]; then
+        printf '[storage]\ndriver = "vfs"\nrunroot = "/run/containers/storage"\ngraphroot = "/var/lib/containers/storage"\n' \
+            >/etc/containers/storage.conf
+    fi
+fi
+podman --version
