@@ -1,1 +1,1 @@
-"""Training side: trains the seed Keras models on real data and exports them to a model repository."""
+"""Training side: trains the seed Keras models on real data, exports them to a model repository."""
