@@ -9,6 +9,7 @@ The returned server carries ``server.port`` (the bound port: settings may say 0)
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 import grpc
@@ -32,6 +33,10 @@ logger = logging.getLogger(__name__)
 SERVICES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService",
             "inference.GRPCInferenceService")
 
+SERVICE_FILES = ("serving.grpc.generated.tensorflow_serving.apis.prediction_service_pb2",
+                 "serving.grpc.generated.tensorflow_serving.apis.model_service_pb2",
+                 "serving.grpc.generated.grpc_predict_v2_pb2")
+
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
     size = settings.grpc_max_message_bytes
@@ -45,7 +50,10 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
 
 
 def _register_descriptors() -> None:
-    """Reflection describes from our private pool: add health's and its own files."""
+    """Reflection describes from our private pool: the services' own files (the stubs
+    import only the message files) and health's and reflection's files."""
+    for service_file in SERVICE_FILES:
+        importlib.import_module(service_file)
     for module in (health_pb2, reflection_pb2):
         try:
             _pool.POOL.FindFileByName(module.DESCRIPTOR.name)
