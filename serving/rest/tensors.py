@@ -29,7 +29,8 @@ def to_array(values: Any, dtype: str, name: str) -> np.ndarray:
     try:
         if target.kind in "iu":
             return _to_int_array(values, target, name)
-        return np.asarray(values, dtype=target)
+        with np.errstate(over="ignore"):  # out-of-range floats become inf: rejected later
+            return np.asarray(values, dtype=target)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidInput(f"input {name!r}: values do not form a {dtype} tensor "
                            f"(ragged, or not numbers): {exc}") from exc
