@@ -1,0 +1,195 @@
+"""Providers, raw ONNX Runtime throughput and served (Batcher) throughput, as one table.
+
+    python -m loadtest.gpu_check --model-repository models/ [--providers cuda]
+
+For the image model (or, with no repository, a small conv net built here): the
+providers the session obtained; raw ``session.run`` items/s at batch 1..128, with
+and without IOBinding; then items/s through serving.batching.Batcher with
+max_batch_size 1..128, fed by closed-loop single-item clients (2 x the batch limit
+of them), with the mean batch formed. Each point runs ``--seconds``; the whole run
+stops adding points after ``--budget-s``. Runs on CPU too (tests use it that way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def build_conv_model(path: Path, height: int = 150, width: int = 150) -> Path:
+    """A small NHWC conv net (2 strided convs, pooling, dense, sigmoid), fixed weights."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+
+    def const(name: str, shape: tuple[int, ...]) -> onnx.TensorProto:
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.1).astype(np.float32),
+                                       name=name)
+
+    nodes = [helper.make_node("Transpose", ["image"], ["nchw"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["nchw", "w1", "b1"], ["c1"], strides=[2, 2],
+                              pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], strides=[2, 2],
+                              pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("GlobalAveragePool", ["r2"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "w3", "b3"], ["logit"]),
+             helper.make_node("Sigmoid", ["logit"], ["probability"])]
+    inits = [const("w1", (32, 3, 3, 3)), const("b1", (32,)), const("w2", (64, 32, 3, 3)),
+             const("b2", (64,)), const("w3", (64, 1)), const("b3", (1,))]
+    graph = helper.make_graph(
+        nodes, "gpu_check_conv",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", height, width, 3])],
+        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N", 1])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def find_model(repository: Path | None, name: str) -> Path | None:
+    if repository is None:
+        return None
+    from serving.manifest import list_versions
+    versions = list_versions(repository / name)
+    return repository / name / str(versions[-1]) / "model.onnx" if versions else None
+
+
+def timed_rate(fn: Callable[[], Any], items: int, seconds: float) -> float:
+    """Items/s of calling ``fn`` (``items`` per call) for about ``seconds`` after one call."""
+    fn()
+    calls, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or calls < 2:
+        fn()
+        calls += 1
+    return calls * items / elapsed
+
+
+def raw_rates(model_path: Path, providers: str, sizes: list[int], seconds: float,
+              threads: int) -> tuple[list[str], dict[int, tuple[float, float]]]:
+    from serving.runtime import OrtModel
+    plain = OrtModel(model_path, providers=providers, intra_op_threads=threads,
+                     use_io_binding=False, batch_buckets=[])
+    bound = OrtModel(model_path, providers=providers, intra_op_threads=threads,
+                     use_io_binding=True, batch_buckets=[])
+    rates = {}
+    for size in sizes:
+        feeds = plain.example_feeds(size)
+        rates[size] = (timed_rate(lambda f=feeds: plain.run(f), size, seconds),
+                       timed_rate(lambda f=feeds: bound.run(f), size, seconds))
+    return plain.providers, rates
+
+
+async def served_rate(model: Any, limit: int, seconds: float, delay_ms: float,
+                      ) -> tuple[float, float]:
+    """Closed-loop clients submitting one item each through a Batcher; (items/s, mean batch)."""
+    from serving.batching import Batcher
+
+    sizes: list[int] = []
+
+    class Observer:
+        def queue_depth(self, rows: int) -> None:
+            pass
+
+        def batch_done(self, size: int, queue_s: Any, compute_s: float) -> None:
+            sizes.append(size)
+
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    batcher = Batcher(model.run, name="gpu-check", max_batch_size=limit,
+                      max_queue_delay_s=delay_ms / 1000, max_queue_size=limit * 4,
+                      executor=executor, observer=Observer())
+    item = model.example_feeds(1)
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def client() -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            await batcher.submit(item)
+            done += 1
+
+    await batcher.submit(item)  # warm
+    sizes.clear()
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(2 * limit)))
+    elapsed = time.perf_counter() - start
+    await batcher.close()
+    executor.shutdown(wait=True)
+    return done / elapsed, (sum(sizes) / len(sizes) if sizes else 0.0)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    from serving.runtime import OrtModel
+
+    deadline = time.perf_counter() + args.budget_s
+    repo = Path(args.model_repository) if args.model_repository else None
+    path = find_model(repo, args.model)
+    if path is None:
+        path = build_conv_model(Path(tempfile.mkdtemp()) / "conv.onnx")
+    sizes = [int(s) for s in args.batch_sizes.split(",")]
+    print(f"onnxruntime {ort.__version__}, available providers: "
+          f"{ort.get_available_providers()}\nmodel: {path}")
+    report: dict[str, Any] = {"model": str(path), "rows": []}
+    served_model = OrtModel(path, providers=args.providers, intra_op_threads=args.threads)
+    served_model.warmup(sizes)
+    report["providers"] = served_model.providers
+    print(f"providers obtained: {served_model.providers} "
+          f"(IOBinding in serving: {served_model.use_io_binding})")
+    print(f"{'batch':>6} {'raw/s':>10} {'iobind/s':>10} {'served/s':>10} {'mean batch':>10} "
+          f"{'served/raw':>10}")
+    for size in sizes:
+        if time.perf_counter() > deadline:
+            print(f"budget of {args.budget_s}s spent; stopping before batch {size}")
+            break
+        _, raw = raw_rates(path, args.providers, [size], args.seconds, args.threads)
+        raw_plain, raw_bound = raw[size]
+        served, mean_batch = asyncio.run(served_rate(served_model, size, args.seconds,
+                                                     args.delay_ms))
+        best = max(raw_plain, raw_bound)
+        row = {"batch": size, "raw": raw_plain, "iobinding": raw_bound, "served": served,
+               "mean_batch": mean_batch, "served_over_raw": served / best}
+        report["rows"].append(row)
+        print(f"{size:>6} {raw_plain:>10.1f} {raw_bound:>10.1f} {served:>10.1f} "
+              f"{mean_batch:>10.1f} {served / best:>10.1%}", flush=True)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-repository", default=None,
+                        help="repository holding the model (default: build a small conv net)")
+    parser.add_argument("--model", default="image")
+    parser.add_argument("--providers", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--batch-sizes", default=",".join(map(str, DEFAULT_SIZES)))
+    parser.add_argument("--seconds", type=float, default=3.0, help="per measured point")
+    parser.add_argument("--budget-s", type=float, default=200.0,
+                        help="no new point starts after this many seconds")
+    parser.add_argument("--delay-ms", type=float, default=2.0, help="batcher max queue delay")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: ORT)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the table here")
+    args = parser.parse_args(argv)
+    report = run(args)
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
