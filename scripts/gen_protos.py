@@ -8,8 +8,11 @@ Two steps, both reproducible:
               TensorFlow Serving's apis (from the tensorflow-serving-api package, which
               needs TensorFlow importable; only this step does) and KServe's Open
               Inference Protocol v2 (grpc_predict_v2.proto, read from the kserve wheel,
-              downloaded with ``pip download --no-deps``). Package names, message names and
-              field numbers stay exactly as upstream: wire compatibility depends on them.
+              downloaded with ``pip download --no-deps``), plus Triton's RepositoryIndex
+              RPC and its two messages copied from tritonclient's grpc_service.proto (the
+              model_repository extension, same package ``inference``), so Triton clients
+              can list models. Package names, message names and field numbers stay
+              exactly as upstream: wire compatibility depends on them.
 
 ``generate``  (default) Run ``grpc_tools.protoc --descriptor_set_in`` with a pinned,
               old grpcio-tools (installed into a temporary folder with pip), then rewrite
@@ -60,6 +63,8 @@ SERVICE_FILES = (
     "tensorflow_serving/apis/model_service.proto",
     "grpc_predict_v2.proto",
 )
+TRITON_SERVICE = "tritonclient.grpc.service_pb2"
+TRITON_EXTRAS = ("RepositoryIndexRequest", "RepositoryIndexResponse")
 TOP_PACKAGES = ("tensorflow_serving", "tensorflow", "xla")
 
 
@@ -92,6 +97,17 @@ def _kserve_serialized() -> bytes:
     raise SystemExit(f"no serialized descriptor found in {KSERVE_PB2}")
 
 
+def _add_repository_index(kserve) -> None:
+    """Triton's RepositoryIndex (model_repository extension) into the v2 service."""
+    from google.protobuf import descriptor_pb2
+
+    triton = descriptor_pb2.FileDescriptorProto()
+    importlib.import_module(TRITON_SERVICE).DESCRIPTOR.CopyToProto(triton)
+    kserve.message_type.extend(m for m in triton.message_type if m.name in TRITON_EXTRAS)
+    method = next(m for m in triton.service[0].method if m.name == "RepositoryIndex")
+    kserve.service[0].method.append(method)
+
+
 def extract() -> None:
     from google.protobuf import descriptor_pb2
 
@@ -101,6 +117,7 @@ def extract() -> None:
         proto = fds.file.add()
         fd.CopyToProto(proto)
     kserve = descriptor_pb2.FileDescriptorProto.FromString(_kserve_serialized())
+    _add_repository_index(kserve)
     fds.file.append(kserve)
     PROTOS.mkdir(parents=True, exist_ok=True)
     DESCRIPTORS.write_bytes(fds.SerializeToString(deterministic=True))

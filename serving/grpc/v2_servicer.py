@@ -90,6 +90,20 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             v2_tensors.add_output(response, name, array)
         return response
 
+    @map_errors
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest,
+                              context: Context) -> pb.RepositoryIndexResponse:
+        """Triton's model_repository extension: every known version and its state."""
+        response = pb.RepositoryIndexResponse()
+        for name in self.dataplane.model_names():
+            for served in self.dataplane.model_statuses(name):
+                state = "READY" if served.state == "AVAILABLE" else "UNAVAILABLE"
+                if request.ready and state != "READY":
+                    continue
+                response.models.add(name=served.name, version=str(served.version),
+                                    state=state, reason=served.error or "")
+        return response
+
     async def RepositoryModelLoad(self, request: Any, context: Context) -> None:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED,
                             "models are loaded from the repository; load/unload is not supported")

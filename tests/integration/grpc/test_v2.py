@@ -109,3 +109,9 @@ async def test_infer_unknown_model(stub):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.ModelInfer(pb.ModelInferRequest(model_name="missing"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_repository_index(stub):
+    response = await stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=True))
+    assert sorted((m.name, m.version, m.state) for m in response.models) == [
+        ("digit", "1", "READY"), ("image", "1", "READY"), ("text", "1", "READY")]
