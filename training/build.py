@@ -20,8 +20,8 @@ logger = logging.getLogger(__name__)
 
 # Small subsets, one epoch, the image model still at 150x150: for tests and CI.
 QUICK = {
-    "digit": {"epochs": 1, "train_limit": 3000, "test_limit": 1000},
-    "text": {"epochs": 2, "train_limit": 4000, "test_limit": 1000},
+    "digit": {"epochs": 1, "train_limit": None, "test_limit": 2000},
+    "text": {"epochs": 4, "train_limit": None, "test_limit": 1000},
     "image": {"epochs": 1, "train_limit": 16, "test_limit": 16},
 }
 

@@ -153,35 +153,47 @@ def read_idx(path: Path) -> np.ndarray:
     return body.reshape(dims)
 
 
+def write_class_tree(out: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]],
+                     classes: dict[int, str], per_class_limit: int | None = None) -> Path:
+    """Write uint8 images as ``out/<split>/<class>/<index>.png``, atomically (temp, rename).
+
+    A tree already marked complete is reused as it is.
+    """
+    if (out / ".complete").is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        for split, (images, labels) in splits.items():
+            for label, name in classes.items():
+                folder = tmp / split / name
+                folder.mkdir(parents=True)
+                for i in np.flatnonzero(labels == label)[:per_class_limit]:
+                    Image.fromarray(images[i]).save(folder / f"{i:05d}.png")
+        (tmp / ".complete").write_text(" ".join(classes.values()) + "\n")
+        if out.exists():  # an incomplete earlier attempt
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("wrote the %s image tree to %s", "/".join(classes.values()), out)
+    return out
+
+
 def write_fashion_mnist_tree(out: Path, source: Path = FASHION_MNIST_DIR,
-                             classes: dict[int, str] | None = None) -> Path:
-    """Write two Fashion-MNIST classes as PNG folders (once; reused when complete)."""
-    classes = classes or FASHION_MNIST_CLASSES
+                             classes: dict[int, str] | None = None,
+                             per_class_limit: int | None = None) -> Path:
+    """Two Fashion-MNIST classes (default sneaker, ankle boot) as PNG folders."""
     if (out / ".complete").is_file():
         return out
     if not (source / "train-images-idx3-ubyte.gz").is_file():
         raise DataError(f"Fashion-MNIST not found in {source} (install the Debian package "
                         "dataset-fashion-mnist, e.g. `make data`), or pass --image-data-dir "
                         "with a train/<class>/ and test/<class>/ image folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        for split, prefix in (("train", "train"), ("test", "t10k")):
-            images = read_idx(source / f"{prefix}-images-idx3-ubyte.gz")
-            labels = read_idx(source / f"{prefix}-labels-idx1-ubyte.gz")
-            for label, name in classes.items():
-                folder = tmp / split / name
-                folder.mkdir(parents=True)
-                for i in np.flatnonzero(labels == label):
-                    Image.fromarray(images[i]).save(folder / f"{i:05d}.png")
-        (tmp / ".complete").write_text("fashion-mnist\n")
-        if out.exists():  # an incomplete earlier attempt
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("wrote the Fashion-MNIST %s image tree to %s", "/".join(classes.values()), out)
-    return out
+    splits = {split: (read_idx(source / f"{prefix}-images-idx3-ubyte.gz"),
+                      read_idx(source / f"{prefix}-labels-idx1-ubyte.gz"))
+              for split, prefix in (("train", "train"), ("test", "t10k"))}
+    return write_class_tree(out, splits, classes or FASHION_MNIST_CLASSES, per_class_limit)
 
 
 def default_image_dir() -> Path:
