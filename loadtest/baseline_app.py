@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     uvicorn.run(create_app(args.model, threads=args.threads), host="127.0.0.1", port=args.port,
                 loop="uvloop", http="httptools", access_log=False, log_level="warning",
-                workers=1)
+                workers=1, server_header=False, date_header=False)
     return 0
 
 

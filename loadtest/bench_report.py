@@ -1,0 +1,175 @@
+"""The benchmark's table, targets, JSON, markdown and plot."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from argparse import Namespace
+from pathlib import Path
+from typing import Any
+
+STARTUP_LIMIT_S = 3.0
+RSS_LIMIT_MB = 400.0
+
+
+def machine(cfg: Namespace) -> dict[str, Any]:
+    import onnxruntime
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(),
+            "onnxruntime": onnxruntime.__version__, "provider": cfg.provider,
+            "server_cpus": sorted(cfg.server_cpus or []),
+            "client_cpus": sorted(cfg.client_cpus or []), "threads": cfg.threads,
+            "duration_s": cfg.duration, "platform": platform.platform()}
+
+
+def _row(rows: list[dict], model: str, protocol: str, conc: int | None = None) -> dict | None:
+    for r in rows:
+        if r["model"] == model and r["protocol"] == protocol and (
+                conc is None or r["concurrency"] == conc):
+            return r
+    return None
+
+
+def _target(name: str, value: float | None, limit: str, ok: bool | None) -> dict:
+    return {"target": name, "value": value, "limit": limit, "pass": ok}
+
+
+def targets(results: dict) -> list[dict]:
+    rows, ceiling, server = results["rows"], results["ceiling"], results["server"]
+    out = [_target("startup to ready (s)", round(server["startup_s"], 2),
+                   f"< {STARTUP_LIMIT_S}", server["startup_s"] < STARTUP_LIMIT_S),
+           _target("server RSS with the models (MB)", round(server["rss_mb"], 1),
+                   f"< {RSS_LIMIT_MB:.0f}", server["rss_mb"] < RSS_LIMIT_MB)]
+    conc = max((r["concurrency"] for r in rows), default=1)
+    rest, base = _row(rows, "digit", "rest", conc), _row(rows, "digit", "baseline", conc)
+    if rest and base and base["items_per_s"]:
+        ratio = rest["items_per_s"] / base["items_per_s"]
+        out.append(_target(f"digit REST req/s vs plain FastAPI at c={conc}", round(ratio, 2),
+                           ">= 2.0x", ratio >= 2.0))
+        out.append(_target(f"digit REST p99 vs plain FastAPI at c={conc} (ms)",
+                           round(rest["p99_ms"], 2), f"< {base['p99_ms']:.2f}",
+                           rest["p99_ms"] < base["p99_ms"]))
+    image = [r for r in rows if r["model"] == "image" and r["protocol"] != "baseline"]
+    if image and "image" in ceiling:
+        best = max(image, key=lambda r: r["items_per_s"])
+        share = best["items_per_s"] / ceiling["image"]["best_items_per_s"]
+        out.append(_target(f"image at saturation / ORT ceiling ({best['protocol']}, "
+                           f"c={best['concurrency']})", round(share, 3), ">= 0.85",
+                           share >= 0.85))
+    out += _idle_latency(rows, ceiling)
+    grpc, rest_c = _row(rows, "digit", "grpc-v2", conc), _row(rows, "digit", "rest", conc)
+    if grpc and rest_c:
+        out.append(_target(f"digit gRPC v2 / REST req/s at c={conc}",
+                           round(grpc["items_per_s"] / max(rest_c["items_per_s"], 1e-9), 2),
+                           "reported", None))
+    return out
+
+
+def _idle_latency(rows: list[dict], ceiling: dict) -> list[dict]:
+    rest1, empty = _row(rows, "digit", "rest", 1), _row(rows, "-", "GET /v2/health/live", 1)
+    if not (rest1 and empty and "digit" in ceiling):
+        return []
+    raw1 = ceiling["digit"]["batches"].get("1", {}).get("p50_ms")
+    if raw1 is None:
+        return []
+    budget = raw1 + empty["p50_ms"] + 1.0
+    return [_target("digit REST p50 at c=1 (ms) vs raw batch-1 + empty round trip + 1 ms",
+                    round(rest1["p50_ms"], 3), f"<= {budget:.3f}", rest1["p50_ms"] <= budget)]
+
+
+def _fmt(x: float) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.1f}" \
+        if x >= 100 else f"{x:.2f}"
+
+
+def served_table(results: dict) -> str:
+    ceiling = results["ceiling"]
+    lines = ["| model | protocol | conc | items/s | / ceiling | p50 ms | p95 ms | p99 ms | "
+             "errors | client cores | server cores |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results["rows"]:
+        best = ceiling.get(r["model"], {}).get("best_items_per_s")
+        ratio = f"{r['items_per_s'] / best:.3f}" if best else "-"
+        lines.append(f"| {r['model']} | {r['protocol']} | {r['concurrency']} | "
+                     f"{_fmt(r['items_per_s'])} | {ratio} | {_fmt(r['p50_ms'])} | "
+                     f"{_fmt(r['p95_ms'])} | {_fmt(r['p99_ms'])} | {r['errors']} | "
+                     f"{r['client_cores']:.2f} | {r['server_cores']:.2f} |")
+    return "\n".join(lines)
+
+
+def ceiling_table(ceiling: dict) -> str:
+    sizes = sorted({int(b) for m in ceiling.values() for b in m["batches"]})
+    lines = ["| model | providers | " + " | ".join(f"batch {b} items/s" for b in sizes)
+             + " | batch 1 p50 ms |", "|---|---|" + "---:|" * (len(sizes) + 1)]
+    for model, m in ceiling.items():
+        cells = [_fmt(m["batches"].get(str(b), {}).get("items_per_s")) for b in sizes]
+        lines.append(f"| {model} | {','.join(p.replace('ExecutionProvider', '') for p in m['providers'])} | "  # noqa: E501
+                     + " | ".join(cells) + f" | {m['batches'].get('1', {}).get('p50_ms', 0):.3f} |")
+    return "\n".join(lines)
+
+
+def targets_table(targets_: list[dict]) -> str:
+    lines = ["| target | value | limit | result |", "|---|---:|---|---|"]
+    for t in targets_:
+        verdict = {True: "PASS", False: "FAIL", None: "-"}[t["pass"]]
+        lines.append(f"| {t['target']} | {t['value']} | {t['limit']} | {verdict} |")
+    return "\n".join(lines)
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    return "\n\n".join([
+        "# modelserve bench",
+        f"Machine: {m['cpu']}, {m['cpus']} CPUs; server on CPUs {m['server_cpus']} "
+        f"({m['threads']} ORT threads), client on CPUs {m['client_cpus']}; provider "
+        f"{m['provider']}; onnxruntime {m['onnxruntime']}; {m['duration_s']} s per point; "
+        f"run took {results['elapsed_s']:.0f} s.",
+        "## Raw ONNX Runtime ceiling (in-process, server CPUs)", ceiling_table(results["ceiling"]),
+        "## Served (one-item requests, closed loop)", served_table(results),
+        "## Targets", targets_table(results["targets"]), ""])
+
+
+def write(results: dict, out: Path) -> None:
+    (out / "bench.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    text = markdown(results)
+    (out / "bench.md").write_text(text, encoding="utf-8")
+    plot(results, out / "bench.png")
+    print(text)
+    print(f"written: {out}/bench.json, bench.md, bench.png")
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = [m for m in dict.fromkeys(r["model"] for r in results["rows"]) if m != "-"]
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        rows = [r for r in results["rows"] if r["model"] == model]
+        for protocol in dict.fromkeys(r["protocol"] for r in rows):
+            pts = [(r["concurrency"], r["items_per_s"]) for r in rows if r["protocol"] == protocol]
+            ax.plot(*zip(*pts, strict=True), marker="o", label=protocol)
+        best = results["ceiling"].get(model, {}).get("best_items_per_s")
+        if best:
+            ax.axhline(best, color="black", linestyle="--", label="ORT ceiling")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(model)
+        ax.set_xlabel("concurrent requests")
+        ax.set_ylabel("items/s")
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,65 @@
+"""CI smoke load: the real server process, every endpoint incl. gRPC, no failed request."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+ALL_USERS = "digit=1,text=1,image=1,tfserving=1,v2=1,grpc=1"
+
+
+def modelserve(*args: str, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "serving.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def test_smoke_load_all_endpoints_no_failures(loadtest_repository: Path, tmp_path: Path):
+    out = tmp_path / "report"
+    done = modelserve("loadtest", "--model-repository", str(loadtest_repository), "-u", "6",
+                      "-r", "6", "-t", "20", "--mix", ALL_USERS, "--out", str(out),
+                      "--max-failure-rate", "0", timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for name in ("locust_stats.csv", "locust_stats_history.csv", "locust.html",
+                 "loadtest.png", "summary.md", "summary.json"):
+        assert (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "summary.json").read_text())
+    endpoints = {e["name"]: e for e in summary["endpoints"]}
+    assert endpoints["Aggregated"]["failures"] == 0
+    assert endpoints["Aggregated"]["requests"] > 100
+    names = " ".join(endpoints)
+    for expected in ("/v1/digit:predict", "/v1/text:predict", "/v1/image:predict",
+                     "/v1/models/digit:predict", "/v2/models/digit/infer",
+                     "Predict digit", "ModelInfer digit"):
+        assert expected in names, f"{expected} not exercised: {sorted(endpoints)}"
+    assert summary["verdict"] == "PASS"
+    assert summary["load_generator_cpu_s"] > 0
+
+
+def test_gate_fails_a_run_over_its_p99_limit(loadtest_repository: Path, tmp_path: Path):
+    out = tmp_path / "report"
+    done = modelserve("loadtest", "--model-repository", str(loadtest_repository), "-u", "2",
+                      "-t", "4", "--mix", "digit=1,image=1", "--out", str(out),
+                      "--max-p99-ms", "0.001", timeout=120)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "p99" in json.loads((out / "summary.json").read_text())["verdict"]
+
+
+def test_bench_quick(loadtest_repository: Path, tmp_path: Path):
+    out = tmp_path / "bench"
+    done = modelserve("bench", "--model-repository", str(loadtest_repository), "--quick",
+                      "--out", str(out), timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads((out / "bench.json").read_text())
+    protocols = {r["protocol"] for r in results["rows"] if r["model"] == "digit"}
+    assert {"rest", "tfserving", "v2", "grpc-tfserving", "grpc-v2", "baseline"} <= protocols
+    assert all(r["errors"] == 0 and r["items_per_s"] > 0 for r in results["rows"])
+    assert results["ceiling"]["digit"]["best_items_per_s"] > 0
+    assert results["server"]["startup_s"] > 0 and results["server"]["rss_mb"] > 0
+    assert {t["target"].split(" (")[0] for t in results["targets"]} >= {"startup to ready"}
+    assert (out / "bench.png").stat().st_size > 0 and "| digit | rest |" in (
+        out / "bench.md").read_text()
