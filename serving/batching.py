@@ -11,7 +11,9 @@ takes the oldest item and every later item of the same trailing shapes and dtype
   it is full or the oldest item has waited ``max_queue_delay_s``.
 
 Concatenation, ``run_batch`` and the split run in the executor (ONNX Runtime
-releases the GIL). Every output's leading dimension must equal the batch's rows, or
+releases the GIL), or, with ``inline=True`` for models whose largest batch takes
+microseconds, on the event loop itself: a thread hop costs more than such a run.
+Every output's leading dimension must equal the batch's rows, or
 the batch fails with InferenceFailed naming the mismatch. If a merged batch raises,
 each item is retried alone so one bad item fails only its own request. Deadlines
 and cancelled callers remove items from the queue before they use compute; results
@@ -78,7 +80,8 @@ class Batcher:
     def __init__(self, run_batch: RunBatch, *, name: str, max_batch_size: int,
                  max_queue_delay_s: float, max_queue_size: int,
                  executor: concurrent.futures.Executor,
-                 observer: BatchObserver | None = None, max_concurrent_batches: int = 1) -> None:
+                 observer: BatchObserver | None = None, max_concurrent_batches: int = 1,
+                 inline: bool = False) -> None:
         if max_batch_size < 1 or max_queue_size < 1 or max_concurrent_batches < 1:
             raise ValueError("batch size, queue size and concurrency must be at least 1")
         self.run_batch = run_batch
@@ -89,6 +92,9 @@ class Batcher:
         self.executor = executor
         self.observer = observer
         self.max_concurrent_batches = max_concurrent_batches
+        # Run batches on the event loop itself: only for models whose largest batch takes
+        # less time than handing it to a thread and back (tens of microseconds).
+        self.inline = inline
         self._queue: deque[_Item] = deque()
         self._queued_rows = 0
         self._busy = 0
@@ -265,10 +271,9 @@ class Batcher:
         return batch
 
     async def _execute(self, batch: _Batch) -> None:
-        loop = asyncio.get_running_loop()
         start = time.monotonic()
         try:
-            results = await loop.run_in_executor(self.executor, self._run_merged, batch.items)
+            results = await self._call(batch.items)
         except asyncio.CancelledError:
             _fail(batch.items, ShuttingDown(f"model {self.name} was unloaded"))
             raise
@@ -288,13 +293,21 @@ class Batcher:
             self.observer.batch_done(batch.rows, [start - i.enqueued for i in batch.items],
                                      compute_s)
 
-    async def _retry_alone(self, items: list[_Item]) -> None:
+    async def _call(self, items: list[_Item]) -> list[Arrays]:
+        if self.inline:
+            return self._run_merged(items)  # tiny model: a thread hop costs more than the run
         loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self._run_merged, items)
+
+    async def _retry_alone(self, items: list[_Item]) -> None:
         for item in items:
             if item.future.done():
                 continue
             try:
-                result = await loop.run_in_executor(self.executor, self._run_merged, [item])
+                result = await self._call([item])
+            except asyncio.CancelledError:
+                _fail(items, ShuttingDown(f"model {self.name} was unloaded"))
+                raise
             except Exception as exc:
                 _fail([item], _as_serving_error(self.name, exc))
                 continue

@@ -123,8 +123,10 @@ class ModelRegistry:
             log.error("model %s version %d failed to load: %s", name, version, served.error)
         else:
             served.state = AVAILABLE
-            log.info("model %s version %d AVAILABLE on %s (warm-up %s)", name, version,
-                     served.providers, served.warmup_timings)
+            log.info("model %s version %d AVAILABLE on %s (warmed batch sizes %s; largest "
+                     "batch %.2f ms%s)", name, version, served.providers,
+                     sorted(served.warmup_timings), served.max_batch_s * 1000,
+                     ", run inline" if served.runs_inline else "")
         self._set_gauge(served)
         return served
 
@@ -132,6 +134,7 @@ class ModelRegistry:
         assert served.model is not None and served.manifest is not None
         config = batching_for(served.manifest, self.settings)
         threads = self.settings.inference_threads
+        inline_ms = self.settings.inline_batch_max_ms
         served.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix=f"ort-{served.name}-{served.version}")
         observer = None
@@ -142,7 +145,8 @@ class ModelRegistry:
                                  max_queue_delay_s=config.max_queue_delay_ms / 1000.0,
                                  max_queue_size=config.max_queue_size,
                                  executor=served.executor, observer=observer,
-                                 max_concurrent_batches=threads)
+                                 max_concurrent_batches=threads,
+                                 inline=served.max_batch_s * 1000 <= inline_ms)
         await served.batcher.start()
 
     async def unload_version(self, name: str, version: int,

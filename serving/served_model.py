@@ -9,6 +9,7 @@ import asyncio
 import concurrent.futures
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,11 @@ class ServedModel:
     executor: concurrent.futures.ThreadPoolExecutor | None = None
     batching: BatchingConfig | None = None
     warmup_timings: dict[int, float] = field(default_factory=dict)
+    max_batch_s: float = float("inf")  # a warm run of the largest batch
+
+    @property
+    def runs_inline(self) -> bool:
+        return self.batcher is not None and self.batcher.inline
 
     def __post_init__(self) -> None:
         if self.manifest is None:
@@ -143,7 +149,23 @@ def open_version(served: ServedModel, settings: Settings) -> None:
     check_signature(manifest, model)
     served.codec = build_codec(manifest, served.path, settings)
     served.warmup_timings = model.warmup(warmup_sizes(settings, served.batching.max_batch_size))
+    served.max_batch_s = _steady_time(model, served.batching.max_batch_size,
+                                      served.warmup_timings, settings.inline_batch_max_ms)
     served.model = model
+
+
+def _steady_time(model: OrtModel, size: int, warmup: dict[int, float], limit_ms: float) -> float:
+    """Seconds the largest batch takes once warm (re-timed only when it could be inline)."""
+    first = warmup.get(size, float("inf"))
+    if first * 1000 > 20 * limit_ms:
+        return first  # far too slow to run inline: no need for a second run
+    feeds = model.example_feeds(size)
+    best = first
+    for _ in range(3):
+        start = time.perf_counter()
+        model.run(feeds)
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def check_signature(manifest: Manifest, model: OrtModel) -> None:

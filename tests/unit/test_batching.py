@@ -319,12 +319,12 @@ async def test_observer_sees_every_row_and_the_queue_empty_at_the_end(executor):
     await batcher.close()
 
 
-@pytest.mark.parametrize("concurrency", [1, 2])
+@pytest.mark.parametrize("concurrency, inline", [(1, False), (2, False), (1, True)])
 async def test_every_response_is_its_own_request_under_load(executor, tiny_digit_path,
-                                                            concurrency):
+                                                            concurrency, inline):
     model = OrtModel(tiny_digit_path, providers="cpu", intra_op_threads=1)
     batcher = make(model.run, executor, max_batch_size=16, max_queue_delay_s=0.001,
-                   max_queue_size=4096, max_concurrent_batches=concurrency)
+                   max_queue_size=4096, max_concurrent_batches=concurrency, inline=inline)
     rng = np.random.default_rng(concurrency)
     requests = [rng.random((int(rng.integers(1, 5)), 784), dtype=np.float32)
                 for _ in range(600)]
@@ -336,4 +336,19 @@ async def test_every_response_is_its_own_request_under_load(executor, tiny_digit
                                    rtol=1e-5, atol=1e-6)
 
     await asyncio.gather(*(client(i) for i in range(len(requests))))
+    await batcher.close()
+
+
+async def test_inline_batches_isolate_a_bad_item_and_check_lengths(tiny_model_file):
+    failing = OrtModel(tiny_model_file(failing_model(), "f.onnx"), providers="cpu")
+    batcher = make(failing.run, None, inline=True)
+    results = await asyncio.gather(*(batcher.submit({"idx": np.array([[i]])})
+                                     for i in (1, 42, 2)), return_exceptions=True)
+    assert isinstance(results[1], InferenceFailed)
+    assert [float(results[i]["y"][0, 0]) for i in (0, 2)] == [10, 20]
+    await batcher.close()
+    wrong = OrtModel(tiny_model_file(wrong_batch_model(), "w.onnx"), providers="cpu")
+    batcher = make(wrong.run, None, inline=True)
+    with pytest.raises(InferenceFailed, match="batch of 2 rows"):
+        await batcher.submit({"x": np.ones((2, 4), dtype=np.float32)})
     await batcher.close()

@@ -223,3 +223,15 @@ async def test_manifest_name_must_match_its_directory(tmp_path):
     registry = await loaded(tmp_path)
     assert "directory says 'digit'" in registry.models()[0].error
     await registry.close()
+
+
+async def test_tiny_models_run_inline_unless_disabled(tiny_model_repository):
+    registry = await loaded(tiny_model_repository)
+    digit = registry.get("digit")
+    assert digit.runs_inline and digit.max_batch_s < 0.0005
+    await registry.close()
+    registry = await loaded(tiny_model_repository, inline_batch_max_ms=0)
+    assert not any(m.runs_inline for m in registry.models())
+    out = await registry.get("digit").infer({"pixels": np.zeros((2, 784), np.float32)})
+    assert out["probabilities"].shape == (2, 10)
+    await registry.close()
