@@ -26,15 +26,19 @@ def train(task: str, config: TrainConfig) -> TrainResult:
     trainers = {"digit": train_digit, "text": train_text, "image": train_image}
     if task not in trainers:
         raise TrainingError(f"unknown model {task!r}; choose from {', '.join(TASKS)}")
-    import keras
-
-    keras.utils.set_random_seed(config.seed)
     start = time.perf_counter()
     result = trainers[task](config)
     result.train_seconds = round(time.perf_counter() - start, 1)
     logger.info("%s: trained in %.1f s, test accuracy %s", task, result.train_seconds,
                 result.metrics.get("test_accuracy"))
     return result
+
+
+def seed_everything(seed: int) -> None:
+    """Python, numpy and TF seeds; called after data loading so bad data fails before TF loads."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
 
 
 def fit_and_score(model: Any, train_data: Any, y_train: Any, x_test: np.ndarray,
@@ -54,6 +58,7 @@ def train_digit(config: TrainConfig) -> TrainResult:
     x_train, y_train = datasets.subset(data.x_train, data.y_train, config.train_limit, config.seed)
     x_test, y_test = datasets.subset(data.x_test, data.y_test, config.test_limit, config.seed)
     x_train, x_test = codec.from_uint8(x_train), codec.from_uint8(x_test)
+    seed_everything(config.seed)
     model = models.build_digit()
     metrics = fit_and_score(model, x_train, y_train, x_test, y_test, config, "digit")
     metrics["train_items"] = len(y_train)
@@ -96,6 +101,7 @@ def train_text(config: TrainConfig) -> TrainResult:
     keras_tokenizer, codec = fit_tokenizer(list(train_texts), config)
     check_tokenizer(keras_tokenizer, codec, list(test_texts))
     x_train, x_test = codec.encode(list(train_texts)), codec.encode(list(test_texts))
+    seed_everything(config.seed)
     model = models.build_text(config.num_words, config.max_length, config.embedding_dim)
     metrics = fit_and_score(model, x_train, y_train, x_test, y_test, config, "text")
     metrics["train_items"] = len(y_train)

@@ -17,7 +17,7 @@ from serving.codecs import ImageCodec
 from training import baselines, image_data, models
 from training.config import PARITY_ITEMS, TrainConfig, TrainResult, hyperparameters
 from training.errors import DataError, TrainingError
-from training.train import fit_and_score
+from training.train import fit_and_score, seed_everything
 
 logger = logging.getLogger(__name__)
 DEFAULT_TRAIN_LIMIT = 1200
@@ -76,6 +76,7 @@ def train_image(config: TrainConfig) -> TrainResult:
     split = image_data.load_image_tree(data_dir, codec, train_limit=train_limit or None,
                                        test_limit=test_limit or None,
                                        test_fraction=config.test_fraction, seed=config.seed)
+    seed_everything(config.seed)
     model, weights = build_image_model(config)
     logger.info("image: weights %s, base %s, %d training images x %d epochs", weights["source"],
                 "trained" if weights["base_trainable"] else "frozen", len(split.y_train),
