@@ -28,8 +28,9 @@ if [[ $target == server-with-models ]]; then
     [[ -d $models ]] || { echo "build-image: no model repository at $models" >&2; exit 2; }
     cp -a "$models/." "$context/models/"
 fi
-# --format docker keeps HEALTHCHECK (the OCI image format has no field for it).
-podman build --format docker -f deploy/Dockerfile --target "$target" \
+# --format docker keeps HEALTHCHECK (the OCI image format has no field for it). No per-step
+# layers by default: with vfs storage every step copies the whole file system.
+podman build --format docker --layers="${LAYERS:-false}" -f deploy/Dockerfile --target "$target" \
     --build-arg BASE_IMAGE="$base" \
     --build-arg WHEELS_DIR="$context/wheels" \
     --build-arg PIP_NO_INDEX=1 \

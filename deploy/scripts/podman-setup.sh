@@ -22,11 +22,18 @@ fi
 
 if [[ $(id -u) == 0 ]]; then
     mkdir -p /etc/containers
-    # runc: crun fails in some nested sandboxes; vfs: overlay needs kernel support we may not have.
+    # runc: crun fails in some nested sandboxes. Container rlimits within this shell's hard
+    # limits: podman's defaults (over a million) fail without CAP_SYS_RESOURCE
+    # ("error setting rlimit"); a server needs a few hundred processes/threads at most.
     if [[ ! -s /etc/containers/containers.conf ]]; then
-        printf '[engine]\nruntime = "runc"\n\n[containers]\ndefault_ulimits = ["nofile=20000:20000"]\n' \
+        nofile=$(ulimit -Hn) nproc=$(ulimit -Hu)
+        [[ $nofile == unlimited || $nofile -gt 65536 ]] && nofile=65536
+        [[ $nproc == unlimited || $nproc -gt 4096 ]] && nproc=4096
+        ulimits="\"nofile=$nofile:$nofile\", \"nproc=$nproc:$nproc\""
+        printf '[engine]\nruntime = "runc"\n\n[containers]\ndefault_ulimits = [%s]\n' "$ulimits" \
             >/etc/containers/containers.conf
     fi
+    # vfs: overlay storage needs kernel support a nested sandbox may not have.
     if [[ ! -s /etc/containers/storage.conf ]]; then
         printf '[storage]\ndriver = "vfs"\nrunroot = "/run/containers/storage"\ngraphroot = "/var/lib/containers/storage"\n' \
             >/etc/containers/storage.conf
