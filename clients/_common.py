@@ -57,7 +57,7 @@ class RetryPolicy:
         return random.uniform(0.0, min(self.max_backoff_s, self.backoff_s * 2 ** attempt))
 
 
-def read_bytes(data: bytes | str | Path) -> bytes:
+def read_bytes(data: bytes | bytearray | memoryview | str | Path) -> bytes:
     """Encoded file contents: bytes as they are, or a path to read."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)

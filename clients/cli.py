@@ -45,12 +45,13 @@ def register(subparsers: Any) -> None:
 
 
 def _client(args: argparse.Namespace) -> Any:
+    client_class: Any
     if args.transport == "grpc":
-        from clients.grpc import Client
+        from clients.grpc import Client as client_class
     else:
-        from clients.rest import Client
+        from clients.rest import Client as client_class
     url = args.url or DEFAULT_URLS[args.transport]
-    return Client(url, timeout=args.timeout, api_key=args.api_key)
+    return client_class(url, timeout=args.timeout, api_key=args.api_key)
 
 
 def _digit_item(path: Path) -> Any:

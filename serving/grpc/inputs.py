@@ -32,15 +32,16 @@ def _items(name: str, arr: np.ndarray) -> list[bytes]:
 
 def _decode(served: ServedModel, items: list[bytes]) -> np.ndarray:
     task = served.manifest.task
+    codec: Any = served.codec  # the codec class matches the manifest's task
     if task == "image":
-        return tasks.decode_images(served.codec, items)
+        return tasks.decode_images(codec, items)
     if task == "digit":
-        return tasks.decode_digits(served.codec, items)
+        return tasks.decode_digits(codec, items)
     try:
         texts = [b.decode("utf-8") for b in items]
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"text must be UTF-8: {exc}") from exc
-    return tasks.encode_texts(served.codec, texts)
+    return tasks.encode_texts(codec, texts)
 
 
 async def decode_string_inputs(served: ServedModel,

@@ -35,8 +35,8 @@ _BY_ENUM = {types_pb2.DataType.Value(tf): (np.dtype(np_name), field)
             for np_name, (tf, field) in _NUMPY.items()}
 
 
-def tf_dtype(dtype: np.dtype | str) -> int:
-    """The DataType enum value for a numpy dtype (DT_INVALID when there is none)."""
+def tf_dtype(dtype: np.dtype | str) -> Any:
+    """The DataType enum value (an int) for a numpy dtype (DT_INVALID when there is none)."""
     name = np.dtype(dtype).name
     tf = _NUMPY.get(name, ("DT_INVALID", ""))[0]
     return types_pb2.DataType.Value(tf)

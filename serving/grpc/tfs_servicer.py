@@ -26,6 +26,7 @@ from serving.grpc.generated.tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
     regression_pb2,
 )
+from serving.grpc.generated.xla.tsl.protobuf import error_codes_pb2
 from serving.grpc.inputs import decode_string_inputs, feature_item
 
 if TYPE_CHECKING:
@@ -174,7 +175,7 @@ def version_status(served: ServedModel) -> get_model_status_pb2.ModelVersionStat
     status = get_model_status_pb2.ModelVersionStatus(version=served.version)
     if served.state == "FAILED":
         status.state = _STATES.Value("END")
-        status.status.error_code = 2  # tensorflow.error.UNKNOWN
+        status.status.error_code = error_codes_pb2.UNKNOWN
     else:
         status.state = _STATES.Value(served.state)
     status.status.error_message = served.error or ""

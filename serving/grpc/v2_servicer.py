@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -16,7 +16,7 @@ from serving.grpc.inputs import decode_string_inputs
 
 PROTOCOL = "grpc"
 PLATFORM = "onnxruntime_onnx"
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = grpc.aio.ServicerContext
 
 
 def parse_version(version: str) -> int | None:
