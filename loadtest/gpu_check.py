@@ -96,7 +96,7 @@ def raw_rates(model_path: Path, providers: str, sizes: list[int], seconds: float
 
 
 async def served_rate(model: Any, limit: int, seconds: float, delay_ms: float,
-                      ) -> tuple[float, float]:
+                      concurrent_batches: int = 1) -> tuple[float, float]:
     """Closed-loop clients submitting one item each through a Batcher; (items/s, mean batch)."""
     from serving.batching import Batcher
 
@@ -109,10 +109,11 @@ async def served_rate(model: Any, limit: int, seconds: float, delay_ms: float,
         def batch_done(self, size: int, queue_s: Any, compute_s: float) -> None:
             sizes.append(size)
 
-    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=concurrent_batches)
     batcher = Batcher(model.run, name="gpu-check", max_batch_size=limit,
                       max_queue_delay_s=delay_ms / 1000, max_queue_size=limit * 4,
-                      executor=executor, observer=Observer())
+                      executor=executor, observer=Observer(),
+                      max_concurrent_batches=concurrent_batches)
     item = model.example_feeds(1)
     done = 0
     stop = time.perf_counter() + seconds
@@ -161,7 +162,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         _, raw = raw_rates(path, args.providers, [size], args.seconds, args.threads)
         raw_plain, raw_bound = raw[size]
         served, mean_batch = asyncio.run(served_rate(served_model, size, args.seconds,
-                                                     args.delay_ms))
+                                                     args.delay_ms, args.concurrent_batches))
         best = max(raw_plain, raw_bound)
         row = {"batch": size, "raw": raw_plain, "iobinding": raw_bound, "served": served,
                "mean_batch": mean_batch, "served_over_raw": served / best}
@@ -183,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="no new point starts after this many seconds")
     parser.add_argument("--delay-ms", type=float, default=2.0, help="batcher max queue delay")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: ORT)")
+    parser.add_argument("--concurrent-batches", type=int, default=1,
+                        help="batches in flight at once (the server's inference_threads)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)
     report = run(args)

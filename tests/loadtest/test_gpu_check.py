@@ -12,7 +12,8 @@ def test_gpu_check_on_a_repository_model(tiny_model_repository, tmp_path, capsys
     out = tmp_path / "gpu.json"
     assert gpu_check.main(["--model-repository", str(tiny_model_repository),
                            "--providers", "cpu", "--batch-sizes", "1,4", "--seconds", "0.2",
-                           "--threads", "1", "--json", str(out)]) == 0
+                           "--threads", "1", "--concurrent-batches", "2",
+                           "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "providers obtained: ['CPUExecutionProvider']" in printed
     report = json.loads(out.read_text())
