@@ -95,9 +95,12 @@ def raw_rates(model_path: Path, providers: str, sizes: list[int], seconds: float
     return plain.providers, rates
 
 
-async def served_rate(model: Any, limit: int, seconds: float, delay_ms: float,
-                      concurrent_batches: int = 1) -> tuple[float, float]:
-    """Closed-loop clients submitting one item each through a Batcher; (items/s, mean batch)."""
+async def served_rate(model: Any, limit: int, seconds: float, args: argparse.Namespace,
+                      clients: int | None = None) -> tuple[float, float, float]:
+    """Closed-loop clients (default 2 x limit) submitting one item each through a Batcher.
+
+    Returns (items/s, mean batch formed, median request latency in seconds).
+    """
     from serving.batching import Batcher
 
     sizes: list[int] = []
@@ -109,50 +112,66 @@ async def served_rate(model: Any, limit: int, seconds: float, delay_ms: float,
         def batch_done(self, size: int, queue_s: Any, compute_s: float) -> None:
             sizes.append(size)
 
-    executor = concurrent.futures.ThreadPoolExecutor(max_workers=concurrent_batches)
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=args.concurrent_batches)
     batcher = Batcher(model.run, name="gpu-check", max_batch_size=limit,
-                      max_queue_delay_s=delay_ms / 1000, max_queue_size=limit * 4,
+                      max_queue_delay_s=args.delay_ms / 1000, max_queue_size=limit * 4,
                       executor=executor, observer=Observer(),
-                      max_concurrent_batches=concurrent_batches)
+                      max_concurrent_batches=args.concurrent_batches, inline=args.inline)
     item = model.example_feeds(1)
-    done = 0
+    latencies: list[float] = []
     stop = time.perf_counter() + seconds
 
     async def client() -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
+        while (start := time.perf_counter()) < stop:
             await batcher.submit(item)
-            done += 1
+            latencies.append(time.perf_counter() - start)
 
     await batcher.submit(item)  # warm
     sizes.clear()
     start = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(2 * limit)))
+    await asyncio.gather(*(client() for _ in range(clients or 2 * limit)))
     elapsed = time.perf_counter() - start
     await batcher.close()
     executor.shutdown(wait=True)
-    return done / elapsed, (sum(sizes) / len(sizes) if sizes else 0.0)
+    mean_batch = sum(sizes) / len(sizes) if sizes else 0.0
+    return len(latencies) / elapsed, mean_batch, float(np.median(latencies))
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def single_item_latency(model: Any, seconds: float, args: argparse.Namespace) -> dict[str, float]:
+    """Median latency of one item at concurrency 1: raw run vs through the Batcher."""
+    feeds = model.example_feeds(1)
+    raw: list[float] = []
+    stop = time.perf_counter() + seconds
+    while (start := time.perf_counter()) < stop or len(raw) < 3:
+        model.run(feeds)
+        raw.append(time.perf_counter() - start)
+    _, _, served = asyncio.run(served_rate(model, 1, seconds, args, clients=1))
+    return {"raw_p50_ms": float(np.median(raw)) * 1000, "served_p50_ms": served * 1000}
+
+
+def open_model(args: argparse.Namespace) -> tuple[Path, Any]:
     import onnxruntime as ort
 
     from serving.runtime import OrtModel
 
-    deadline = time.perf_counter() + args.budget_s
     repo = Path(args.model_repository) if args.model_repository else None
     path = find_model(repo, args.model)
     if path is None:
         path = build_conv_model(Path(tempfile.mkdtemp()) / "conv.onnx")
-    sizes = [int(s) for s in args.batch_sizes.split(",")]
     print(f"onnxruntime {ort.__version__}, available providers: "
           f"{ort.get_available_providers()}\nmodel: {path}")
-    report: dict[str, Any] = {"model": str(path), "rows": []}
-    served_model = OrtModel(path, providers=args.providers, intra_op_threads=args.threads)
-    served_model.warmup(sizes)
-    report["providers"] = served_model.providers
-    print(f"providers obtained: {served_model.providers} "
-          f"(IOBinding in serving: {served_model.use_io_binding})")
+    model = OrtModel(path, providers=args.providers, intra_op_threads=args.threads)
+    print(f"providers obtained: {model.providers} (IOBinding in serving: "
+          f"{model.use_io_binding}; batches inline: {args.inline})")
+    return path, model
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    deadline = time.perf_counter() + args.budget_s
+    path, model = open_model(args)
+    sizes = [int(s) for s in args.batch_sizes.split(",")]
+    model.warmup(sizes)
+    report: dict[str, Any] = {"model": str(path), "providers": model.providers, "rows": []}
     print(f"{'batch':>6} {'raw/s':>10} {'iobind/s':>10} {'served/s':>10} {'mean batch':>10} "
           f"{'served/raw':>10}")
     for size in sizes:
@@ -161,14 +180,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             break
         _, raw = raw_rates(path, args.providers, [size], args.seconds, args.threads)
         raw_plain, raw_bound = raw[size]
-        served, mean_batch = asyncio.run(served_rate(served_model, size, args.seconds,
-                                                     args.delay_ms, args.concurrent_batches))
+        served, mean_batch, _ = asyncio.run(served_rate(model, size, args.seconds, args))
         best = max(raw_plain, raw_bound)
-        row = {"batch": size, "raw": raw_plain, "iobinding": raw_bound, "served": served,
-               "mean_batch": mean_batch, "served_over_raw": served / best}
-        report["rows"].append(row)
+        report["rows"].append({"batch": size, "raw": raw_plain, "iobinding": raw_bound,
+                               "served": served, "mean_batch": mean_batch,
+                               "served_over_raw": served / best})
         print(f"{size:>6} {raw_plain:>10.1f} {raw_bound:>10.1f} {served:>10.1f} "
               f"{mean_batch:>10.1f} {served / best:>10.1%}", flush=True)
+    if time.perf_counter() <= deadline:
+        report["concurrency_1"] = latency = single_item_latency(model, args.seconds, args)
+        print(f"concurrency 1, one item: raw p50 {latency['raw_p50_ms']:.3f} ms, served p50 "
+              f"{latency['served_p50_ms']:.3f} ms")
     return report
 
 
@@ -186,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: ORT)")
     parser.add_argument("--concurrent-batches", type=int, default=1,
                         help="batches in flight at once (the server's inference_threads)")
+    parser.add_argument("--inline", action="store_true",
+                        help="run batches on the event loop (as the server does for tiny models)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)
     report = run(args)

@@ -22,6 +22,16 @@ def test_gpu_check_on_a_repository_model(tiny_model_repository, tmp_path, capsys
     for row in report["rows"]:
         assert row["raw"] > 0 and row["iobinding"] > 0 and row["served"] > 0
         assert 1 <= row["mean_batch"] <= row["batch"]
+    latency = report["concurrency_1"]
+    assert latency["raw_p50_ms"] > 0 and 0 < latency["served_p50_ms"] < 1000
+
+
+def test_gpu_check_inline_on_the_digit_model(tiny_model_repository, capsys):
+    assert gpu_check.main(["--model-repository", str(tiny_model_repository), "--model", "digit",
+                           "--providers", "cpu", "--batch-sizes", "8", "--seconds", "0.2",
+                           "--inline"]) == 0
+    printed = capsys.readouterr().out
+    assert "batches inline: True" in printed and "concurrency 1, one item" in printed
 
 
 def test_gpu_check_builds_its_own_model_and_respects_the_budget(capsys):
