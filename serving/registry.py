@@ -31,7 +31,6 @@ from serving.served_model import (
     UNLOADING,
     ServedModel,
     VersionPolicy,
-    batching_for,
     open_version,
     warmup_sizes,
 )
@@ -131,8 +130,8 @@ class ModelRegistry:
         return served
 
     async def _start_batcher(self, served: ServedModel) -> None:
-        assert served.model is not None and served.manifest is not None
-        config = batching_for(served.manifest, self.settings)
+        assert served.model is not None and served.batching is not None
+        config = served.batching
         threads = self.settings.inference_threads
         inline_ms = self.settings.inline_batch_max_ms
         served.executor = concurrent.futures.ThreadPoolExecutor(

@@ -71,7 +71,7 @@ class ServedModel:
     codec: Codec | None = None
     batcher: Batcher | None = None
     executor: concurrent.futures.ThreadPoolExecutor | None = None
-    batching: BatchingConfig | None = None
+    batching: BatchLimits | None = None
     warmup_timings: dict[int, float] = field(default_factory=dict)
     max_batch_s: float = float("inf")  # a warm run of the largest batch
 
@@ -113,7 +113,16 @@ def placeholder_manifest(name: str, version: int) -> Manifest:
                                     batching=BatchingConfig())
 
 
-def batching_for(manifest: Manifest, settings: Settings) -> BatchingConfig:
+@dataclass(frozen=True)
+class BatchLimits:
+    """The batching settings one model version runs with (every field resolved)."""
+
+    max_batch_size: int
+    max_queue_delay_ms: float
+    max_queue_size: int
+
+
+def batching_for(manifest: Manifest, settings: Settings) -> BatchLimits:
     """Per-model batching: config overrides, then the manifest, then global defaults."""
     merged: dict[str, Any] = {"max_batch_size": settings.max_batch_size,
                               "max_queue_delay_ms": settings.max_queue_delay_ms,
@@ -121,7 +130,8 @@ def batching_for(manifest: Manifest, settings: Settings) -> BatchingConfig:
     merged |= manifest.batching.model_dump(exclude_none=True)
     overrides = settings.model_batching.get(manifest.name, {})
     merged |= BatchingConfig.model_validate(overrides).model_dump(exclude_none=True)
-    return BatchingConfig.model_validate(merged)
+    return BatchLimits(int(merged["max_batch_size"]), float(merged["max_queue_delay_ms"]),
+                       int(merged["max_queue_size"]))
 
 
 def warmup_sizes(settings: Settings, max_batch_size: int) -> list[int]:
