@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ from tests.fixtures.tiny_models import (
 
 
 def settings(repo, **kw) -> Settings:
-    return Settings(model_repository=repo, providers="cpu", intra_op_threads=1, **kw)
+    return Settings(**{"model_repository": repo, "providers": "cpu", "intra_op_threads": 1} | kw)
 
 
 async def loaded(repo, **kw) -> ModelRegistry:
@@ -234,4 +235,25 @@ async def test_tiny_models_run_inline_unless_disabled(tiny_model_repository):
     assert not any(m.runs_inline for m in registry.models())
     out = await registry.get("digit").infer({"pixels": np.zeros((2, 784), np.float32)})
     assert out["probabilities"].shape == (2, 10)
+    await registry.close()
+
+
+@pytest.mark.slow
+async def test_real_default_models_load_fast_and_batching_keeps_results(real_model_repository):
+    start = time.perf_counter()
+    registry = await loaded(real_model_repository, intra_op_threads=0)
+    assert time.perf_counter() - start < 3.0  # includes warming every batch size
+    assert {(m.name, m.state) for m in registry.models()} == {
+        ("digit", "AVAILABLE"), ("text", "AVAILABLE"), ("image", "AVAILABLE")}
+    rng = np.random.default_rng(0)
+    for served in registry.models():
+        spec = served.manifest.inputs[0]
+        shape = [4 if d == -1 else d for d in spec.shape]
+        rows = (rng.random(shape) * (10 if spec.dtype == "int32" else 1)).astype(spec.dtype)
+        alone = served.model.run({spec.name: rows})
+        together = await asyncio.gather(*(served.infer({spec.name: rows[i:i + 1]})
+                                          for i in range(4)))
+        for name, expected in alone.items():
+            got = np.concatenate([out[name] for out in together])
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     await registry.close()
