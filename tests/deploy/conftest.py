@@ -27,6 +27,8 @@ def with_servicemonitor(kubectl: str, tmp_path_factory: pytest.TempPathFactory) 
     directory = tmp_path_factory.mktemp("with-servicemonitor")
     (directory / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        # a component's objects get the namespace of the kustomization that adds it
+        "namespace": "modelserve",
         # kustomize takes relative paths only
         "resources": [os.path.relpath(KUSTOMIZATIONS["cpu"], directory)],
         "components": [os.path.relpath(K8S / "components" / "servicemonitor", directory)]}))
