@@ -218,6 +218,11 @@ class Batcher:
                 batch = await self._collect()
             if batch is None:
                 return
+            # Callers that went away or expired while the batch gathered use no compute.
+            batch.items = [i for i in batch.items if not i.future.done()]
+            batch.rows = sum(i.rows for i in batch.items)
+            if not batch.items:
+                continue
             self._busy += 1
             try:
                 await self._execute(batch)

@@ -352,3 +352,19 @@ async def test_inline_batches_isolate_a_bad_item_and_check_lengths(tiny_model_fi
     with pytest.raises(InferenceFailed, match="batch of 2 rows"):
         await batcher.submit({"x": np.ones((2, 4), dtype=np.float32)})
     await batcher.close()
+
+
+async def test_request_cancelled_while_its_batch_gathers_uses_no_compute(executor):
+    model = Model(gated=True)
+    batcher = make(model, executor, max_queue_delay_s=0.3)
+    first = asyncio.create_task(batcher.submit(x(0)))
+    await wait_started(model)
+    gone = asyncio.create_task(batcher.submit(x(9)))  # arrives busy: its batch will gather
+    kept = asyncio.create_task(batcher.submit(x(5)))
+    model.gate.set()
+    await first
+    await asyncio.sleep(0.05)  # both are taken into the gathering batch by now
+    gone.cancel()
+    assert (await kept)["y"][0, 0] == 10.0
+    assert [b[:, 0].tolist() for b in model.batches] == [[0.0], [5.0]]
+    await batcher.close()
