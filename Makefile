@@ -14,7 +14,7 @@ LOADTEST_ARGS ?=
 BENCH_ARGS ?=
 
 STAMP := $(VENV)/.stamp
-.PHONY: help setup serve models test test-fast lint data loadtest bench clean
+.PHONY: help setup serve models test test-fast lint data loadtest bench clean image image-gpu image-offline k8s-validate
 
 help:
 	@echo "make serve   set up, build the default models if $(MODELS)/ is empty, and serve them"
@@ -86,6 +86,21 @@ loadtest: setup $(MODELS)/.built
 bench: setup $(MODELS)/.built
 	$(BIN)/pip install -q -e ".[$(RUNTIME),loadtest]"
 	$(BIN)/modelserve bench --model-repository $(MODELS) --provider $(RUNTIME:gpu=cuda) $(BENCH_ARGS)
+
+# Container images and Kubernetes manifests (docs/deployment.md). IMAGE_MODELS is baked in.
+CONTAINER ?= $(shell command -v podman || command -v docker)
+IMAGE ?= modelserve
+IMAGE_MODELS ?= $(MODELS)
+image:
+	$(CONTAINER) build -f deploy/Dockerfile --build-arg MODELS_DIR=$(IMAGE_MODELS) -t $(IMAGE):cpu .
+image-gpu:
+	$(CONTAINER) build -f deploy/Dockerfile.gpu --build-arg MODELS_DIR=$(IMAGE_MODELS) -t $(IMAGE):gpu .
+# No registry needed: podman, a local Debian base and a downloaded wheelhouse.
+image-offline: $(STAMP)-test
+	deploy/scripts/build-image.sh -m $(IMAGE_MODELS) -t localhost/$(IMAGE):cpu
+# kustomize, kubernetes-validate --strict, checkov, hadolint, yamllint and the manifest contracts.
+k8s-validate: $(STAMP)-test
+	$(BIN)/python -m pytest tests/deploy -m "not container" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info reports
