@@ -36,7 +36,7 @@ from serving.served_model import (
 )
 
 __all__ = ["AVAILABLE", "END", "FAILED", "LOADING", "UNLOADING", "ModelRegistry",
-           "ServedModel", "VersionPolicy"]
+           "ServedModel", "VersionPolicy", "describe", "warmup_sizes"]
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,13 @@ class ModelRegistry:
         if previous is not None and previous.state in (LOADING, AVAILABLE):
             return previous
         self._versions[name][version] = served
+        await self._open(served)
+        self._set_gauge(served)
+        return served
+
+    async def _open(self, served: ServedModel) -> None:
+        """Open, check, warm and batch one version; FAILED (with the reason) on any error."""
+        name, version = served.name, served.version
         try:
             await asyncio.to_thread(open_version, served, self.settings)
             await self._start_batcher(served)
@@ -120,14 +127,34 @@ class ModelRegistry:
             served.fail(f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError)
                         else str(exc))
             log.error("model %s version %d failed to load: %s", name, version, served.error)
+            await served.shutdown(0.0)
+            served.model = None
         else:
             served.state = AVAILABLE
             log.info("model %s version %d AVAILABLE on %s (warmed batch sizes %s; largest "
                      "batch %.2f ms%s)", name, version, served.providers,
                      sorted(served.warmup_timings), served.max_batch_s * 1000,
                      ", run inline" if served.runs_inline else "")
-        self._set_gauge(served)
-        return served
+
+    async def replace_version(self, name: str, version: int) -> ServedModel:
+        """Load a version's files again beside the serving copy and swap once warm.
+
+        The serving copy keeps answering until the new one is AVAILABLE, then drains;
+        a copy that fails to load is returned FAILED and the serving one is kept.
+        """
+        current = self._versions.get(name, {}).get(version)
+        if current is None or current.state != AVAILABLE:
+            return await self.load_version(name, version)
+        fresh = ServedModel(name, version, current.path)
+        await self._open(fresh)
+        if fresh.state != AVAILABLE:
+            return fresh
+        self._versions[name][version] = fresh
+        current.state = UNLOADING
+        await current.shutdown(self.settings.shutdown_timeout_s)
+        current.state, current.model = END, None
+        log.info("model %s version %d reloaded in place", name, version)
+        return fresh
 
     async def _start_batcher(self, served: ServedModel) -> None:
         assert served.model is not None and served.batching is not None
@@ -161,6 +188,7 @@ class ModelRegistry:
         timeout = self.settings.shutdown_timeout_s if drain_timeout_s is None else drain_timeout_s
         await served.shutdown(timeout)
         served.state = END
+        served.model = None  # release the session: reloads must not accumulate memory
         log.info("model %s version %d unloaded", name, version)
 
     async def reload(self) -> None:
@@ -169,8 +197,12 @@ class ModelRegistry:
             chosen = self.chosen_versions()
             wanted = {(n, v) for n, vs in chosen.items() for v in vs}
             await asyncio.gather(*(self.load_version(n, v) for n, v in sorted(wanted)))
+            # A model whose wanted versions all failed keeps serving what it served.
+            serving = {m.name for m in self.models()
+                       if (m.name, m.version) in wanted and m.state == AVAILABLE}
             stale = [(m.name, m.version) for m in self.models()
-                     if (m.name, m.version) not in wanted and m.state in (AVAILABLE, FAILED)]
+                     if (m.name, m.version) not in wanted and m.state in (AVAILABLE, FAILED)
+                     and (m.name in serving or m.name not in chosen)]
             for name, version in stale:
                 await self.unload_version(name, version)
 
@@ -196,5 +228,3 @@ def describe(served: ServedModel) -> dict[str, object]:
             "error": served.error, "providers": served.providers,
             "warmup_batch_sizes": sorted(served.warmup_timings)}
 
-
-__all__ += ["describe", "warmup_sizes"]
