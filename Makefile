@@ -54,7 +54,7 @@ data:
 		echo "installing dataset-fashion-mnist (default offline image data)"; \
 		(apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
 		 (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1)) || \
-		echo "could not install dataset-fashion-mnist; the image build will need --data-dir"; \
+		echo "could not install dataset-fashion-mnist; the image build will need --image-data-dir"; \
 	fi
 
 models: setup
