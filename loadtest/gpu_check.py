@@ -122,9 +122,12 @@ async def served_rate(model: Any, limit: int, seconds: float, args: argparse.Nam
     stop = time.perf_counter() + seconds
 
     async def client() -> None:
-        while (start := time.perf_counter()) < stop:
+        while True:  # at least one request each, however loaded the machine
+            start = time.perf_counter()
             await batcher.submit(item)
             latencies.append(time.perf_counter() - start)
+            if start >= stop:
+                return
 
     await batcher.submit(item)  # warm
     sizes.clear()
