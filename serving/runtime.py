@@ -40,11 +40,31 @@ def resolve_providers(choice: ProviderChoice) -> list[str]:
     if choice == "cpu":
         return [CPU]
     if CUDA in available:
+        _preload_cuda_libraries()
         return [CUDA, CPU]
     if choice == "cuda":
         log.warning("CUDA was requested but this onnxruntime build offers only %s; using CPU",
                     ", ".join(available))
     return [CPU]
+
+
+_cuda_preloaded = False
+
+
+def _preload_cuda_libraries() -> None:
+    """Load CUDA/cuDNN from the nvidia-* pip packages when they are installed there.
+
+    onnxruntime-gpu installed with its ``cuda,cudnn`` extras finds its libraries only
+    through this call (or LD_LIBRARY_PATH); a system CUDA needs neither.
+    """
+    global _cuda_preloaded
+    if _cuda_preloaded or not hasattr(ort, "preload_dlls"):
+        return
+    _cuda_preloaded = True
+    try:
+        ort.preload_dlls()
+    except Exception as exc:  # a missing package is normal with a system CUDA
+        log.debug("onnxruntime.preload_dlls: %s", exc)
 
 
 def _spec(node: Any) -> TensorSpec:
