@@ -33,6 +33,8 @@ def requirements(extra: str) -> list[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     reqs = list(project["project"]["dependencies"])
     reqs += project["project"]["optional-dependencies"][extra]
+    if extra == "gpu":  # CUDA and cuDNN from NVIDIA's wheels, as deploy/Dockerfile.gpu installs
+        reqs.append("onnxruntime-gpu[cuda,cudnn]")
     reqs += project["build-system"]["requires"]
     for line in IMAGE_REQUIREMENTS.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
