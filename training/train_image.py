@@ -36,7 +36,8 @@ def build_image_model(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
     choice = config.weights
     if choice not in {"auto", "imagenet", "none"} and not Path(choice).is_file():
         raise DataError(f"weights must be auto, imagenet, none or an existing file: {choice}")
-    candidates = {"auto": ["imagenet", None], "imagenet": ["imagenet"], "none": [None]}
+    candidates: dict[str, list[str | None]] = {"auto": ["imagenet", None],
+                                               "imagenet": ["imagenet"], "none": [None]}
     for weights in candidates.get(choice, [str(Path(choice).resolve())]):
         train_base = config.train_base if config.train_base is not None else weights is None
         try:
