@@ -14,6 +14,19 @@ STARTUP_LIMIT_S = 3.0
 RSS_LIMIT_MB = 400.0
 
 
+def cpu_pressure() -> float | None:
+    """Linux PSI: % of the last 60 s in which some runnable task waited for a CPU.
+
+    Near 0 on a quiet machine; a high value means other work competed with the benchmark
+    and the served numbers are low bounds."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    fields = dict(part.split("=") for part in line.split()[1:])
+    return float(fields["avg60"])
+
+
 def machine(cfg: Namespace) -> dict[str, Any]:
     import onnxruntime
 
@@ -29,7 +42,8 @@ def machine(cfg: Namespace) -> dict[str, Any]:
             "onnxruntime": onnxruntime.__version__, "provider": cfg.provider,
             "server_cpus": sorted(cfg.server_cpus or []),
             "client_cpus": sorted(cfg.client_cpus or []), "threads": cfg.threads,
-            "duration_s": cfg.duration, "platform": platform.platform()}
+            "duration_s": cfg.duration, "platform": platform.platform(),
+            "cpu_pressure_avg60_end": cpu_pressure()}
 
 
 def _row(rows: list[dict], model: str, protocol: str, conc: int | None = None) -> dict | None:
@@ -133,7 +147,9 @@ def markdown(results: dict) -> str:
         f"Machine: {m['cpu']}, {m['cpus']} CPUs; server on CPUs {m['server_cpus']} "
         f"({m['threads']} ORT threads), client on CPUs {m['client_cpus']}; provider "
         f"{m['provider']}; onnxruntime {m['onnxruntime']}; {m['duration_s']} s per point; "
-        f"run took {results['elapsed_s']:.0f} s.",
+        f"run took {results['elapsed_s']:.0f} s. CPU pressure (PSI some avg60, % of time "
+        f"a task waited for a CPU; ~0 when quiet): start {m['cpu_pressure_avg60_start']}, "
+        f"end {m['cpu_pressure_avg60_end']}.",
         "## Raw ONNX Runtime ceiling (in-process, server CPUs)", ceiling_table(results["ceiling"]),
         "## Served (one-item requests, closed loop)", served_table(results),
         "## Targets", targets_table(results["targets"]), ""])

@@ -61,8 +61,10 @@ def measure(sess, input_name: str, items: np.ndarray, batch: int, duration_s: fl
         t0 = time.perf_counter()
         sess.run(None, feed)
         times.append(time.perf_counter() - t0)
-    return {"items_per_s": batch * len(times) / sum(times),
-            "p50_ms": 1000 * statistics.median(times), "runs": len(times)}
+    median = statistics.median(times)
+    # items_per_s from the mean (what a busy server gets); _at_p50 shrugs off preemptions.
+    return {"items_per_s": batch * len(times) / sum(times), "items_per_s_at_p50": batch / median,
+            "p50_ms": 1000 * median, "runs": len(times)}
 
 
 def ceiling(repository: Path, model: str, batch_sizes: list[int], *, provider: str,

@@ -37,6 +37,7 @@ class GrpcUser(User):
         self._cycle = itertools.cycle(self.prepare(options.model_repository))
 
     def on_stop(self) -> None:
+        OpenLoop.join(self)
         self.channel.close()
 
     def _callable(self, call: grpc_messages.GrpcCall):

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import gevent
+import gevent.pool
 import numpy as np
 from locust import User
 from locust.env import Environment
@@ -101,7 +102,16 @@ class OpenLoop:
                 context={})
             return
         cls.in_flight += 1
-        gevent.spawn(cls._run, send)
+        if not hasattr(user, "_open_loop_group"):
+            user._open_loop_group = gevent.pool.Group()
+        user._open_loop_group.spawn(cls._run, send)
+
+    @staticmethod
+    def join(user: User, timeout_s: float = 10.0) -> None:
+        """Let this user's requests in flight finish (before closing its channel)."""
+        group = getattr(user, "_open_loop_group", None)
+        if group is not None:
+            group.join(timeout=timeout_s)
 
     @classmethod
     def _run(cls, send: Callable[[], None]) -> None:

@@ -127,6 +127,8 @@ def finish(args: Namespace, out: Path, prefix: Path, extra: dict) -> int:
     problems = report.gate(total, max_failure_rate=args.max_failure_rate,
                            max_p99_ms=args.max_p99_ms, exceptions=report.read_exceptions(
                                Path(str(prefix) + "_exceptions.csv")))
+    if extra["locust_exit_status"] not in (0, 1):  # 1 = some requests failed (gated above)
+        problems.append(f"locust exited with status {extra['locust_exit_status']}")
     extra["verdict"] = "FAIL: " + "; ".join(problems) if problems else "PASS"
     write_summary(out, stats, extra)
     print(f"report: {out}")
