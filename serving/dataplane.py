@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from typing import TYPE_CHECKING, Any
@@ -19,9 +19,10 @@ import numpy as np
 
 from serving import tasks
 from serving.config import Settings
-from serving.errors import InvalidInput, ModelNotFound, ServingError
+from serving.errors import InvalidInput, ModelNotFound, ModelNotReady, ServingError, ShuttingDown
 from serving.manifest import Manifest, TensorSpec
 from serving.tasks import Prediction, TaskResult
+from serving.watcher import RepositoryControl
 
 if TYPE_CHECKING:
     from serving.metrics import Metrics
@@ -63,6 +64,29 @@ def validate_tensor(spec: TensorSpec, arr: np.ndarray) -> None:
         raise InvalidInput(f"input {spec.name!r} contains NaN or infinity")
 
 
+Feeds = Callable[["ServedModel"], Awaitable[dict[str, np.ndarray]]]
+
+
+def _validated(inputs: dict[str, np.ndarray]) -> Feeds:
+    """Raw tensors, checked against whichever version runs them."""
+    async def feeds(served: ServedModel) -> dict[str, np.ndarray]:
+        validate_inputs(served.manifest, inputs)
+        return inputs
+    return feeds
+
+
+def _prepared(prepare: Callable[[ServedModel], Awaitable[np.ndarray]]) -> Feeds:
+    """Task items decoded with the codec of whichever version runs them."""
+    async def feeds(served: ServedModel) -> dict[str, np.ndarray]:
+        return {served.manifest.inputs[0].name: await prepare(served)}
+    return feeds
+
+
+def _same_signature(a: ServedModel, b: ServedModel) -> bool:
+    return (a.manifest.task, a.manifest.inputs, a.manifest.outputs) == \
+        (b.manifest.task, b.manifest.inputs, b.manifest.outputs)
+
+
 def validate_inputs(manifest: Manifest, inputs: dict[str, np.ndarray]) -> None:
     expected = {spec.name for spec in manifest.inputs}
     unknown = sorted(set(inputs) - expected)
@@ -83,6 +107,8 @@ class DataPlane:
         self.registry = registry
         self.settings = settings
         self.metrics = metrics
+        # Load/unload and repository polling (serving/watcher.py), shared by REST and gRPC.
+        self.repository = RepositoryControl(registry, settings)
         self.draining = False
         self._drain_callbacks: list[Callable[[], Any]] = []
 
@@ -147,9 +173,9 @@ class DataPlane:
         try:
             served = self.registry.get(name, version)
             model_version = served.version
-            validate_inputs(served.manifest, inputs)
             wanted = self._output_names(served.manifest, output_names)
-            outputs = await served.infer(inputs, deadline=self.deadline(deadline))
+            served, outputs = await self._infer_current(served, version, _validated(inputs),
+                                                        self.deadline(deadline))
             result = InferResult(served.name, served.version,
                                  {k: outputs[k] for k in wanted})
         except BaseException as exc:
@@ -199,10 +225,9 @@ class DataPlane:
                 raise InvalidInput(f"no {task} given")
             if top_k is not None and top_k < 1:
                 raise InvalidInput("top_k must be at least 1")
-            batch = await prepare(served)
+            served, outputs = await self._infer_current(served, version, _prepared(prepare),
+                                                        self.deadline(deadline))
             manifest = served.manifest
-            outputs = await served.infer({manifest.inputs[0].name: batch},
-                                         deadline=self.deadline(deadline))
             probs = tasks.probabilities(manifest, outputs[manifest.postprocessing.output])
             result = TaskResult(served.name, served.version,
                                 tasks.to_predictions(manifest, probs, top_k))
@@ -211,6 +236,21 @@ class DataPlane:
             raise
         self._record(name, model_version, protocol, None, start)
         return result
+
+    async def _infer_current(self, served: ServedModel, version: int | None, feeds: Feeds,
+                             deadline: float) -> tuple[ServedModel, dict[str, np.ndarray]]:
+        """Infer on ``served``; if a reload retired it between lookup and queueing (its
+        successor is already AVAILABLE), once more on the successor, with its own feeds."""
+        try:
+            return served, await served.infer(await feeds(served), deadline=deadline)
+        except (ModelNotReady, ShuttingDown):
+            try:
+                current = self.registry.get(served.name, version)
+            except ServingError:
+                current = None
+            if current is None or current is served or not _same_signature(current, served):
+                raise
+        return current, await current.infer(await feeds(current), deadline=deadline)
 
     def task_model(self, task: str, model: str | None, version: int | None) -> ServedModel:
         """The named model (checked to serve ``task``), or the default one for the task."""
