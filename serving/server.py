@@ -99,6 +99,7 @@ class ServerProcess:
         started = time.perf_counter()
         try:
             await self.registry.load()
+            await self.dataplane.repository.start()  # polls when repository_poll_s > 0
         except Exception:
             logger.exception("loading the model repository failed; the server stays not ready")
             return
@@ -124,6 +125,7 @@ class ServerProcess:
             await asyncio.wait({http_task}, timeout=1.0)
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()
+        await self.dataplane.repository.close()  # no reloads while closing
         await self._close_registry(max(0.5, deadline - time.monotonic()))
         logger.info("stopped")
 
