@@ -17,7 +17,8 @@ if ((${#need[@]})); then
     echo "podman-setup: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends "${need[@]}" uidmap >/dev/null
+    # With recommends: the combination checked here (slirp4netns, uidmap, catatonit, ...).
+    apt-get install -y -q "${need[@]}" uidmap >/dev/null
 fi
 
 if [[ $(id -u) == 0 ]]; then
