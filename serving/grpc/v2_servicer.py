@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 
 import grpc
+from google.protobuf.unknown_fields import UnknownFieldSet
 
 from serving.dataplane import DataPlane
 from serving.errors import InvalidInput
@@ -26,6 +27,17 @@ def parse_version(version: str) -> int | None:
     if not version.isdigit() or int(version) < 1:
         raise InvalidInput(f"model version must be a positive integer, got {version!r}")
     return int(version)
+
+
+def repository_model_name(request: Any) -> str:
+    """KServe's load/unload messages carry model_name as field 1; Triton's (same service
+    and method names) as field 2 after repository_name, which arrives here unknown."""
+    if request.model_name:
+        return str(request.model_name)
+    for field in UnknownFieldSet(request):
+        if field.field_number == 2 and field.wire_type == 2:  # length-delimited string
+            return bytes(field.data).decode("utf-8", errors="replace")
+    raise InvalidInput("model_name is required")
 
 
 def _tensor_metadata(spec: Any) -> pb.ModelMetadataResponse.TensorMetadata:
@@ -104,9 +116,17 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                                     state=state, reason=served.error or "")
         return response
 
-    async def RepositoryModelLoad(self, request: Any, context: Context) -> None:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                            "models are loaded from the repository; load/unload is not supported")
+    @map_errors
+    async def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest,
+                                  context: Context) -> pb.RepositoryModelLoadResponse:
+        """Load, or reload in place, a model from the repository (serving/watcher.py)."""
+        name = repository_model_name(request)
+        await self.dataplane.repository.load_model(name)
+        return pb.RepositoryModelLoadResponse(model_name=name, isLoaded=True)
 
-    async def RepositoryModelUnload(self, request: Any, context: Context) -> None:
-        await self.RepositoryModelLoad(request, context)
+    @map_errors
+    async def RepositoryModelUnload(self, request: pb.RepositoryModelUnloadRequest,
+                                    context: Context) -> pb.RepositoryModelUnloadResponse:
+        name = repository_model_name(request)
+        await self.dataplane.repository.unload_model(name)
+        return pb.RepositoryModelUnloadResponse(model_name=name, isUnloaded=True)

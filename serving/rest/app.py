@@ -11,7 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 from serving.config import Settings
 from serving.dataplane import DataPlane
 from serving.rest import metrics as metrics_routes
-from serving.rest import tasks, tfserving, v2
+from serving.rest import repository, tasks, tfserving, v2
 from serving.rest.docs import install_docs
 from serving.rest.errors import install_error_handlers
 from serving.rest.middleware import GatewayMiddleware, load_api_keys
@@ -37,6 +37,7 @@ def create_app(settings: Settings, dataplane: DataPlane, metrics: Metrics | None
     app.include_router(tasks.build_router(dataplane, settings))
     app.include_router(tfserving.build_router(dataplane, settings))
     app.include_router(v2.build_router(dataplane, settings))
+    app.include_router(repository.build_router(dataplane))
     app.include_router(metrics_routes.build_router(metrics))
     install_docs(app)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_request_bytes,

@@ -1,0 +1,67 @@
+"""Triton's model repository extension, load and unload (the index is in v2.py).
+
+``POST /v2/repository/models/{name}/load`` loads the versions the version policy
+wants, or reloads them in place when they already serve (the old copy answers until
+the new one is warm); ``.../unload`` drains and unloads every version and keeps the
+model unloaded (polling included) until it is loaded again. As in Triton, success
+is 200 with an empty body and failure 400 with ``{"error": "..."}``. The API key
+middleware protects these routes like every other non-health route.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from serving.dataplane import DataPlane
+from serving.errors import InvalidInput
+from serving.rest.body import parse_json
+
+logger = logging.getLogger(__name__)
+# Triton's load may carry a new config or model files inline; we load from the repository.
+_UNSUPPORTED = ("config",)
+
+
+async def _parameters(request: Request) -> dict[str, Any]:
+    """The optional body ``{"parameters": {...}}``; inline configs and files are refused."""
+    body = await request.body()
+    if not body.strip():
+        return {}
+    data = parse_json(body)
+    if not isinstance(data, dict):
+        raise InvalidInput("request body must be a JSON object")
+    params = data.get("parameters", {})
+    if not isinstance(params, dict):
+        raise InvalidInput("'parameters' must be an object")
+    inline = [k for k in params if k in _UNSUPPORTED or k.startswith("file:")]
+    if inline:
+        raise InvalidInput(f"parameters {inline} are not supported: models are loaded from "
+                           f"the model repository")
+    return params
+
+
+def build_router(dataplane: DataPlane) -> APIRouter:
+    router = APIRouter(tags=["repository"])
+    control = dataplane.repository
+
+    @router.post("/v2/repository/models/{name}/load")
+    async def load(name: str, request: Request) -> Response:
+        """Load the model's wanted versions, or reload them in place (zero downtime)."""
+        await _parameters(request)
+        loaded = await control.load_model(name)
+        logger.info("loaded %s versions %s on request", name, [m.version for m in loaded])
+        return Response(status_code=200)
+
+    @router.post("/v2/repository/models/{name}/unload")
+    async def unload(name: str, request: Request) -> Response:
+        """Drain and unload every version; stays unloaded until loaded again."""
+        await _parameters(request)
+        await control.unload_model(name)
+        logger.info("unloaded %s on request", name)
+        return Response(status_code=200)
+
+    return router
