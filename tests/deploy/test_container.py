@@ -77,13 +77,16 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip(setup.stderr.strip())
     assert setup.returncode == 0, setup.stderr[-3000:]
     models = write_default_models(tmp_path_factory.mktemp("models"))
+    before = set(podman("images", "-a", "-q", "--no-trunc").stdout.split())
     build = subprocess.run([str(DEPLOY / "scripts" / "build-image.sh"), "-m", str(models),
                             "-t", IMAGE], capture_output=True, text=True,
                            timeout=BUILD_TIMEOUT_S, cwd=ROOT)
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
     yield IMAGE
-    # The base image stays cached; each run's serving image (~0.4 GB) does not pile up.
-    podman("rmi", "-f", IMAGE, check=False)
+    # What this build made goes (the image and its unnamed stage images, ~0.4 GB each);
+    # the base image stays cached.
+    made = set(podman("images", "-a", "-q", "--no-trunc").stdout.split()) - before
+    podman("rmi", "-f", *made, check=False)
 
 
 @pytest.fixture(scope="module")
