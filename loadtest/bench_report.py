@@ -170,10 +170,11 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models = [m for m in dict.fromkeys(r["model"] for r in results["rows"]) if m != "-"]
+    served = [r for r in results["rows"] if not r["protocol"].startswith("GET ")]
+    models = list(dict.fromkeys(r["model"] for r in served))
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
     for ax, model in zip(axes[0], models, strict=True):
-        rows = [r for r in results["rows"] if r["model"] == model]
+        rows = [r for r in served if r["model"] == model]
         for protocol in dict.fromkeys(r["protocol"] for r in rows):
             pts = [(r["concurrency"], r["items_per_s"]) for r in rows if r["protocol"] == protocol]
             ax.plot(*zip(*pts, strict=True), marker="o", label=protocol)
