@@ -25,7 +25,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee 
 
 echo "== raw ORT and Batcher, image model, CUDA" | tee "$out/gpu_check.txt"
 timeout 200 "$py" -m loadtest.gpu_check --model-repository "$repo" --model image \
-  --providers cuda --seconds 2 --budget-s 150 --concurrent-batches 2 \
+  --providers cuda --seconds 2 --budget-s 120 --concurrent-batches 1 \
   --json "$out/gpu_check.json" 2>&1 | tee -a "$out/gpu_check.txt"
 
 echo "== served over REST, image model, CUDA" | tee "$out/served.txt"

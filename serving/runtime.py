@@ -10,6 +10,7 @@ time. Both paths run on the CPU provider too, which is how the tests cover them.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -110,6 +111,7 @@ class OrtModel:
         self.outputs = [_spec(node) for node in self.session.get_outputs()]
         self._output_names = [spec.name for spec in self.outputs]
         self.use_io_binding = self.on_cuda if use_io_binding is None else use_io_binding
+        self._device_lock = threading.Lock()
         self._explicit_buckets = batch_buckets is not None
         self.batch_buckets: list[int] = sorted(set(batch_buckets or []))
         log.info("loaded %s on %s (io_binding=%s)", self.path, self.providers,
@@ -121,8 +123,16 @@ class OrtModel:
         padded = self._bucket_for(rows)
         if padded is not None and padded > rows:
             feeds = {k: _pad_rows(v, padded) for k, v in feeds.items()}
-        values = self._run_bound(feeds) if self.use_io_binding else self.session.run(
-            self._output_names, feeds)
+        if self.on_cuda:
+            # One batch at a time on the device: concurrent IOBinding runs on one CUDA
+            # session collided (device-wide synchronisation while another thread's stream
+            # was busy) and gave nothing back, since the GPU runs one stream anyway.
+            with self._device_lock:
+                values = self._run_bound(feeds) if self.use_io_binding else self.session.run(
+                    self._output_names, feeds)
+        else:
+            values = self._run_bound(feeds) if self.use_io_binding else self.session.run(
+                self._output_names, feeds)
         outputs = dict(zip(self._output_names, values, strict=True))
         if padded is not None and padded > rows:
             outputs = {k: v[:rows] for k, v in outputs.items()}
