@@ -14,6 +14,7 @@ from serving.rest import metrics as metrics_routes
 from serving.rest import repository, tasks, tfserving, v2
 from serving.rest.docs import install_docs
 from serving.rest.errors import install_error_handlers
+from serving.rest.lifetime import RequestLifetimeMiddleware
 from serving.rest.middleware import GatewayMiddleware, load_api_keys
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ def create_app(settings: Settings, dataplane: DataPlane, metrics: Metrics | None
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_request_bytes,
                        api_keys=load_api_keys(settings),
                        open_health_and_metrics=settings.open_health_and_metrics)
+    # Deadlines count from arrival; a client that hangs up leaves the batch queue.
+    app.add_middleware(RequestLifetimeMiddleware)
     # Outermost, so CORS preflights (which carry no API key) are answered first.
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,

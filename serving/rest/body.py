@@ -56,7 +56,8 @@ def query_int(request: Request, name: str) -> int | None:
 
 
 def request_deadline(request: Request, default_s: float) -> float:
-    """A client may shorten the server's timeout with ``Request-Timeout`` (seconds)."""
+    """Counted from the request's arrival; a client may shorten the server's timeout with
+    ``Request-Timeout`` (seconds)."""
     value = request.headers.get("request-timeout")
     timeout = default_s
     if value:
@@ -64,7 +65,8 @@ def request_deadline(request: Request, default_s: float) -> float:
             timeout = min(default_s, float(value))
         except ValueError as exc:
             raise InvalidInput(f"Request-Timeout must be seconds, got {value!r}") from exc
-    return time.monotonic() + timeout
+    arrived = request.scope.get("state", {}).get("arrived")  # serving/rest/lifetime.py
+    return (time.monotonic() if arrived is None else arrived) + timeout
 
 
 def media_type(request: Request) -> str:
