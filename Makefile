@@ -14,7 +14,7 @@ LOADTEST_ARGS ?=
 BENCH_ARGS ?=
 
 STAMP := $(VENV)/.stamp
-.PHONY: help setup serve models test test-fast lint data loadtest bench clean image image-gpu image-offline k8s-validate
+.PHONY: help setup serve models test test-fast test-heavy lint data loadtest bench clean image image-gpu image-offline k8s-validate
 
 help:
 	@echo "make serve   set up, build the default models if $(MODELS)/ is empty, and serve them"
@@ -73,7 +73,11 @@ test: $(STAMP)-test data
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)-test
-	$(BIN)/python -m pytest -m "not slow and not container" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not container and not heavy" $(PYTEST_ARGS)
+
+# Long reliability runs (10-minute soak; MODELSERVE_SOAK_S changes it), not part of `make test`.
+test-heavy: $(STAMP)-test
+	$(BIN)/python -m pytest -m heavy -s $(PYTEST_ARGS)
 
 lint: $(STAMP)-test
 	$(BIN)/ruff check .
