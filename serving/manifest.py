@@ -111,9 +111,10 @@ def list_versions(model_dir: Path) -> list[int]:
     """Complete versions of one model, ascending (directories with a manifest only)."""
     versions = []
     for child in model_dir.iterdir() if model_dir.is_dir() else []:
-        if child.is_dir() and child.name.isdigit() and int(child.name) > 0:
-            if (child / MANIFEST_FILE).is_file():
-                versions.append(int(child.name))
+        # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+        numbered = child.name.isascii() and child.name.isdigit() and int(child.name) > 0
+        if numbered and child.is_dir() and (child / MANIFEST_FILE).is_file():
+            versions.append(int(child.name))
     return sorted(versions)
 
 

@@ -24,7 +24,7 @@ def parse_version(version: str) -> int | None:
     """The protocol's version string: empty = latest, else a positive integer."""
     if not version:
         return None
-    if not version.isdigit() or int(version) < 1:
+    if not (version.isascii() and version.isdigit()) or int(version) < 1:
         raise InvalidInput(f"model version must be a positive integer, got {version!r}")
     return int(version)
 

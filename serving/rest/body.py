@@ -40,7 +40,7 @@ async def read_json_object(request: Request) -> dict[str, Any]:
 def parse_version(value: str | None) -> int | None:
     if value is None or value == "":
         return None
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise InvalidInput(f"version must be a positive integer, got {value!r}")
     return int(value)
 

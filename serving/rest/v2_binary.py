@@ -30,7 +30,7 @@ def split_body(headers: Mapping[str, str], body: bytes) -> tuple[bytes, bytes]:
     value = headers.get(HEADER_LENGTH)
     if value is None:
         return body, b""
-    if not value.isdigit() or int(value) > len(body):
+    if not (value.isascii() and value.isdigit()) or int(value) > len(body):
         raise InvalidInput(f"{HEADER_LENGTH} {value!r} does not fit a body of {len(body)} bytes")
     n = int(value)
     return body[:n], body[n:]
