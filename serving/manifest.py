@@ -98,7 +98,8 @@ def read_manifest(version_dir: Path) -> Manifest:
         raise ValueError(f"cannot read {path}: {exc}") from exc
     manifest = Manifest.model_validate(data)
     if str(manifest.version) != version_dir.name:
-        raise ValueError(f"{path}: version {manifest.version} does not match directory {version_dir.name}")
+        raise ValueError(f"{path}: version {manifest.version} does not match directory "
+                         f"{version_dir.name}")
     return manifest
 
 

@@ -102,7 +102,8 @@ class TextCodec:
     max_chars: int = 100_000
 
     @classmethod
-    def from_preprocessing(cls, pre: dict[str, Any], asset_dir: Path, **overrides: Any) -> TextCodec:
+    def from_preprocessing(cls, pre: dict[str, Any], asset_dir: Path,
+                           **overrides: Any) -> TextCodec:
         tokenizer = Tokenizer.load(asset_dir / pre.get("tokenizer", "tokenizer.json"))
         return cls(tokenizer=tokenizer, max_length=int(pre.get("max_length", 100)),
                    padding=pre.get("padding", "post"), truncating=pre.get("truncating", "post"),

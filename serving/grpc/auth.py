@@ -6,28 +6,18 @@ matching the REST gateway's open health endpoints.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
 
-from serving.config import Settings
+from serving.auth import key_allowed
 
 OPEN_METHODS = frozenset({
     "/inference.GRPCInferenceService/ServerLive",
     "/inference.GRPCInferenceService/ServerReady",
 })
 OPEN_PREFIX = "/grpc.health.v1.Health/"
-
-
-def load_api_keys(settings: Settings) -> list[str]:
-    keys = [k for k in settings.api_keys if k]
-    if settings.api_keys_file is not None:
-        lines = Path(settings.api_keys_file).read_text(encoding="utf-8").splitlines()
-        keys += [s for s in (line.strip() for line in lines) if s and not s.startswith("#")]
-    return keys
 
 
 def _given_key(metadata: Any) -> bytes:
@@ -53,8 +43,8 @@ def _deny(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
 
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, keys: list[str], *, open_health: bool) -> None:
-        self._keys = [k.encode() for k in keys]
+    def __init__(self, keys: list[bytes], *, open_health: bool) -> None:
+        self._keys = keys
         self._open_health = open_health
 
     def _is_open(self, method: str) -> bool:
@@ -68,6 +58,6 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or self._is_open(details.method):
             return handler
         given = _given_key(details.invocation_metadata)
-        if any(hmac.compare_digest(given, key) for key in self._keys):
+        if key_allowed(given, self._keys):
             return handler
         return _deny(handler)

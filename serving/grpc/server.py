@@ -16,9 +16,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from serving.auth import load_api_keys
 from serving.config import Settings
 from serving.dataplane import DataPlane
-from serving.grpc.auth import ApiKeyInterceptor, load_api_keys
+from serving.grpc.auth import ApiKeyInterceptor
 from serving.grpc.generated import _pool
 from serving.grpc.generated import grpc_predict_v2_pb2_grpc as v2_grpc
 from serving.grpc.generated.tensorflow_serving.apis import (

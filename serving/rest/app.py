@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from serving.auth import load_api_keys
 from serving.config import Settings
 from serving.dataplane import DataPlane
 from serving.rest import metrics as metrics_routes
@@ -15,7 +16,7 @@ from serving.rest import repository, tasks, tfserving, v2
 from serving.rest.docs import install_docs
 from serving.rest.errors import install_error_handlers
 from serving.rest.lifetime import RequestLifetimeMiddleware
-from serving.rest.middleware import GatewayMiddleware, load_api_keys
+from serving.rest.middleware import GatewayMiddleware
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable

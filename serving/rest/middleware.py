@@ -6,27 +6,15 @@ chunked uploads, while it streams in; both answer 413.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterable
-from pathlib import Path
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.config import Settings
+from serving.auth import key_allowed
 from serving.errors import PayloadTooLarge
 
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
-
-
-def load_api_keys(settings: Settings) -> list[str]:
-    keys = [k for k in settings.api_keys if k]
-    if settings.api_keys_file is not None:
-        for line in Path(settings.api_keys_file).read_text(encoding="utf-8").splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                keys.append(line)
-    return keys
 
 
 async def _send_error(send: Send, status: int, message: str,
@@ -39,11 +27,11 @@ async def _send_error(send: Send, status: int, message: str,
 
 
 class GatewayMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, api_keys: list[str],
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, api_keys: list[bytes],
                  open_health_and_metrics: bool = True) -> None:
         self.app = app
         self.max_body = max_body_bytes
-        self.keys = [k.encode() for k in api_keys]
+        self.keys = api_keys
         self.open_paths = OPEN_PATHS if open_health_and_metrics else frozenset()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -72,12 +60,7 @@ class GatewayMiddleware:
         await self.app(scope, self._counting(receive), send)
 
     def _allowed(self, key: bytes | None) -> bool:
-        if not key:
-            return False
-        ok = False
-        for known in self.keys:  # no early exit: timing does not reveal which key matched
-            ok |= hmac.compare_digest(known, key)
-        return ok
+        return key_allowed(key, self.keys)
 
     def _counting(self, receive: Receive) -> Receive:
         seen = 0
