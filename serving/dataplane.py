@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 __all__ = ["DataPlane", "InferResult", "Prediction", "TaskResult"]
 EXTENSIONS = ["model_repository", "binary_tensor_data"]
+UNKNOWN_MODEL = "_unknown"  # the metrics label for requests naming no known model
 # Images larger than this are decoded in a worker thread so the event loop stays free.
 _THREAD_DECODE_BYTES = 32 * 1024
 
@@ -277,6 +278,8 @@ class DataPlane:
             status = "CANCELLED"
         else:
             status = "INTERNAL"
+        if isinstance(exc, ModelNotFound):
+            name, version = UNKNOWN_MODEL, None  # clients' names must not mint new series
         version_label = "" if version is None else str(version)
         self.metrics.observe_request(name, version_label, protocol, status,
                                      time.perf_counter() - start)

@@ -15,6 +15,7 @@ from serving.rest import metrics as metrics_routes
 from serving.rest import repository, tasks, tfserving, v2
 from serving.rest.docs import install_docs
 from serving.rest.errors import install_error_handlers
+from serving.rest.fastlane import FastLane
 from serving.rest.lifetime import RequestLifetimeMiddleware
 from serving.rest.middleware import GatewayMiddleware
 
@@ -36,12 +37,15 @@ def create_app(settings: Settings, dataplane: DataPlane, metrics: Metrics | None
     app.state.dataplane = dataplane
     app.state.settings = settings
     install_error_handlers(app)
-    app.include_router(tasks.build_router(dataplane, settings))
+    task_routes = tasks.endpoints(dataplane, settings)
+    app.include_router(tasks.build_router(task_routes))
     app.include_router(tfserving.build_router(dataplane, settings))
     app.include_router(v2.build_router(dataplane, settings))
     app.include_router(repository.build_router(dataplane))
     app.include_router(metrics_routes.build_router(metrics))
     install_docs(app)
+    # Innermost: the hot task routes skip FastAPI's router (see fastlane.py).
+    app.add_middleware(FastLane, routes=task_routes)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_request_bytes,
                        api_keys=load_api_keys(settings),
                        open_health_and_metrics=settings.open_health_and_metrics)

@@ -25,14 +25,24 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
                     media_type="application/json", headers=headers)
 
 
-async def _serving_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ServingError)
+def serving_error_response(request: Request, exc: ServingError) -> Response:
     headers = None
     if exc.http_status == 503 and exc.retry_after_s is not None:
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
     if exc.http_status >= 500:
         logger.warning("%s %s: %s", request.method, request.url.path, exc.message)
     return error_response(exc.http_status, exc.message, headers)
+
+
+def unexpected_error_response(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error in %s %s", request.method, request.url.path,
+                     exc_info=exc)
+    return error_response(500, f"internal error: {type(exc).__name__}")
+
+
+async def _serving_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServingError)
+    return serving_error_response(request, exc)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -50,8 +60,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    logger.exception("unhandled error in %s %s", request.method, request.url.path)
-    return error_response(500, f"internal error: {type(exc).__name__}")
+    return unexpected_error_response(request, exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:

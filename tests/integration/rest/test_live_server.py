@@ -52,6 +52,17 @@ async def test_metrics_count_requests_and_batches(live_server: str) -> None:
         assert f"modelserve_{name}" in text
 
 
+async def test_unknown_model_names_share_one_metrics_label(live_server: str) -> None:
+    async with httpx.AsyncClient(base_url=live_server) as client:
+        for i in range(5):
+            resp = await client.post(f"/v1/text:predict?model=nosuch{i}", json={"text": "ok"})
+            assert resp.status_code == 404
+        text = (await client.get("/metrics")).text
+    assert "nosuch" not in text  # a client cannot mint a series per made-up name
+    assert re.search(r'modelserve_requests_total\{model="_unknown",protocol="rest",'
+                     r'status="NOT_FOUND",version=""\} 5', text), text[:2000]
+
+
 async def test_docs_work_offline(live_server: str) -> None:
     async with httpx.AsyncClient(base_url=live_server) as client:
         page = (await client.get("/docs")).text
