@@ -54,9 +54,14 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return error_response(400, "; ".join(parts) or "invalid request")
 
 
+def http_error_response(exc: HTTPException) -> Response:
+    """Starlette's own HTTP errors (e.g. a multipart body without its boundary)."""
+    return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+    return http_error_response(exc)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving.errors import ServingError
-from serving.rest.errors import serving_error_response, unexpected_error_response
+from serving.rest.errors import (
+    http_error_response,
+    serving_error_response,
+    unexpected_error_response,
+)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -38,6 +43,8 @@ class FastLane:
             response = await endpoint(request)
         except ServingError as exc:
             response = serving_error_response(request, exc)
+        except HTTPException as exc:
+            response = http_error_response(exc)
         except Exception as exc:
             response = unexpected_error_response(request, exc)
         await response(scope, receive, send)
