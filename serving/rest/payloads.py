@@ -64,4 +64,7 @@ async def read_payload(request: Request) -> tuple[str, Any]:
             raise InvalidInput(f"text body is not valid UTF-8: {exc}") from exc
     if kind in ("", "application/json") or kind.endswith("+json"):
         return "json", parse_json(body)
+    if kind == "application/x-www-form-urlencoded" and body[:1] in (b"{", b"["):
+        # curl's default for -d: TF Serving reads such bodies as JSON, users expect the same.
+        return "json", parse_json(body)
     raise UnsupportedMediaType(f"unsupported content type {kind!r}")

@@ -89,3 +89,14 @@ async def test_model_and_version_query(rest_client) -> None:
     assert missing.status_code == 404 and "version 9" in missing.json()["error"]
     assert wrong.status_code == 400 and "text task" in wrong.json()["error"]
     assert bad.status_code == 400 and "version" in bad.json()["error"]
+
+
+async def test_json_sent_the_way_curl_d_sends_it(rest_client) -> None:
+    # `curl -d '{...}'` labels the body application/x-www-form-urlencoded.
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    resp = await rest_client.client.post("/v1/text:predict", headers=form,
+                                         content=b'{"text": "a great film"}')
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["predictions"][0]["label"] in ("negative", "positive")
+    resp = await rest_client.client.post("/v1/text:predict", headers=form, content=b"text=hi")
+    assert resp.status_code == 415 and "content type" in resp.json()["error"]
