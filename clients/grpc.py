@@ -32,7 +32,8 @@ from serving.grpc.generated.tensorflow_serving.apis import (
     classification_pb2,
     prediction_service_pb2_grpc,
 )
-from serving.grpc.v2_tensors import NUMPY_TO_V2, V2_TO_NUMPY, decode_bytes, encode_bytes
+from serving.grpc.v2_tensors import encode_bytes
+from serving.v2_datatypes import NUMPY_TO_V2, V2_TO_NUMPY, decode_bytes
 
 __all__ = ["AsyncClient", "Client", "ClientError", "PredictResult", "Prediction"]
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -106,7 +107,7 @@ def _infer_outputs(response: v2.ModelInferResponse) -> dict[str, np.ndarray]:
         raw = response.raw_output_contents[i]
         shape = list(out.shape)
         if dtype.kind == "O":
-            outputs[out.name] = decode_bytes(raw, int(np.prod(shape)), out.name).reshape(shape)
+            outputs[out.name] = decode_bytes(raw, out.name, int(np.prod(shape))).reshape(shape)
         else:
             outputs[out.name] = np.frombuffer(raw, dtype.newbyteorder("<")).astype(dtype) \
                 .reshape(shape)

@@ -21,13 +21,9 @@ import numpy as np
 from clients import _common as common
 from clients._common import Prediction, PredictResult, RetryPolicy
 from clients.errors import ClientError, parse_retry_after
+from serving.v2_datatypes import NUMPY_TO_V2, V2_TO_NUMPY
 
 __all__ = ["AsyncClient", "Client", "ClientError", "PredictResult", "Prediction"]
-V2_TO_NUMPY = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32",
-               "UINT64": "uint64", "INT8": "int8", "INT16": "int16", "INT32": "int32",
-               "INT64": "int64", "FP16": "float16", "FP32": "float32", "FP64": "float64",
-               "BYTES": "object"}
-NUMPY_TO_V2 = {v: k for k, v in V2_TO_NUMPY.items()}
 
 
 @dataclass

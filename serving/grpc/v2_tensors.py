@@ -15,12 +15,8 @@ import numpy as np
 
 from serving.errors import InvalidInput
 from serving.grpc.generated import grpc_predict_v2_pb2 as pb
+from serving.v2_datatypes import NUMPY_TO_V2, V2_TO_NUMPY, decode_bytes
 
-V2_TO_NUMPY = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32",
-               "UINT64": "uint64", "INT8": "int8", "INT16": "int16", "INT32": "int32",
-               "INT64": "int64", "FP16": "float16", "FP32": "float32", "FP64": "float64",
-               "BYTES": "object"}
-NUMPY_TO_V2 = {v: k for k, v in V2_TO_NUMPY.items()}
 # Which InferTensorContents field carries each datatype (FP16 travels raw only).
 _CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents",
              "INT32": "int_contents", "INT64": "int64_contents", "UINT8": "uint_contents",
@@ -45,22 +41,6 @@ def _spec(tensor: pb.ModelInferRequest.InferInputTensor) -> tuple[np.dtype, list
     return np.dtype(V2_TO_NUMPY[tensor.datatype]), shape, math.prod(shape)
 
 
-def decode_bytes(raw: bytes, count: int, name: str) -> np.ndarray:
-    """4-byte-length-prefixed elements → object array of bytes."""
-    out = np.empty(count, dtype=object)
-    offset = 0
-    for i in range(count):
-        if offset + 4 > len(raw):
-            raise InvalidInput(f"input {name!r}: raw BYTES data ends before element {i}")
-        (length,) = struct.unpack_from("<I", raw, offset)
-        offset += 4
-        if offset + length > len(raw):
-            raise InvalidInput(f"input {name!r}: raw BYTES element {i} is truncated")
-        out[i] = raw[offset:offset + length]
-        offset += length
-    if offset != len(raw):
-        raise InvalidInput(f"input {name!r}: {len(raw) - offset} bytes after {count} elements")
-    return out
 
 
 def encode_bytes(values: np.ndarray) -> bytes:
@@ -75,7 +55,7 @@ def encode_bytes(values: np.ndarray) -> bytes:
 def from_raw(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes) -> np.ndarray:
     dtype, shape, size = _spec(tensor)
     if dtype.kind == "O":
-        return decode_bytes(raw, size, tensor.name).reshape(shape)
+        return decode_bytes(raw, tensor.name, size).reshape(shape)
     if len(raw) != size * dtype.itemsize:
         raise InvalidInput(f"input {tensor.name!r}: {len(raw)} raw bytes, shape {shape} of "
                            f"{tensor.datatype} needs {size * dtype.itemsize}")

@@ -12,12 +12,6 @@ import numpy as np
 
 from serving.errors import InvalidInput
 
-# Open Inference Protocol datatypes ↔ numpy.
-V2_TO_NUMPY = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32",
-               "UINT64": "uint64", "INT8": "int8", "INT16": "int16", "INT32": "int32",
-               "INT64": "int64", "FP16": "float16", "FP32": "float32", "FP64": "float64",
-               "BYTES": "object"}
-NUMPY_TO_V2 = {v: k for k, v in V2_TO_NUMPY.items()}
 # TensorFlow DataType names for TF Serving metadata.
 NUMPY_TO_TF = {"float32": "DT_FLOAT", "float16": "DT_HALF", "float64": "DT_DOUBLE",
                "int8": "DT_INT8", "int16": "DT_INT16", "int32": "DT_INT32", "int64": "DT_INT64",

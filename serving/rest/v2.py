@@ -20,7 +20,8 @@ from serving.manifest import TensorSpec
 from serving.rest import v2_binary
 from serving.rest.body import json_response, parse_json, parse_version, request_deadline
 from serving.rest.errors import error_response
-from serving.rest.tensors import NUMPY_TO_V2, V2_TO_NUMPY, to_array, v2_shape
+from serving.rest.tensors import to_array, v2_shape
+from serving.v2_datatypes import NUMPY_TO_V2, V2_TO_NUMPY
 
 if TYPE_CHECKING:
     from serving.registry import ServedModel

@@ -20,7 +20,8 @@ from starlette.responses import Response
 
 from serving.errors import InvalidInput
 from serving.rest.body import json_response
-from serving.rest.tensors import NUMPY_TO_V2, V2_TO_NUMPY, v2_shape
+from serving.rest.tensors import v2_shape
+from serving.v2_datatypes import NUMPY_TO_V2, V2_TO_NUMPY, decode_bytes
 
 HEADER_LENGTH = "inference-header-content-length"
 ALL = "*"
@@ -50,20 +51,6 @@ def binary_size(item: dict[str, Any]) -> int | None:
     return size
 
 
-def _decode_bytes(raw: bytes, name: str) -> np.ndarray:
-    items, pos = [], 0
-    while pos < len(raw):
-        if pos + 4 > len(raw):
-            raise InvalidInput(f"input {name!r}: truncated BYTES length prefix")
-        (n,) = struct.unpack_from("<I", raw, pos)
-        pos += 4
-        if pos + n > len(raw):
-            raise InvalidInput(f"input {name!r}: truncated BYTES element")
-        items.append(raw[pos:pos + n])
-        pos += n
-    return np.array(items, dtype=object)
-
-
 def read_tensor(item: dict[str, Any], binary: bytes, offset: int, size: int
                 ) -> tuple[np.ndarray, int]:
     name, datatype = item.get("name"), item.get("datatype")
@@ -74,7 +61,7 @@ def read_tensor(item: dict[str, Any], binary: bytes, offset: int, size: int
         raise InvalidInput(f"input {name!r}: binary_data_size {size} exceeds the binary data")
     raw = binary[offset:offset + size]
     if datatype == "BYTES":
-        arr = _decode_bytes(raw, name)
+        arr = decode_bytes(raw, name)
     else:
         dtype = np.dtype(V2_TO_NUMPY[datatype]).newbyteorder("<")
         count = int(np.prod(shape))
