@@ -98,6 +98,9 @@ class Batcher:
         self._queue: deque[_Item] = deque()
         self._queued_rows = 0
         self._busy = 0
+        # Workers holding a batch they are still gathering: its items are neither queued
+        # nor running, but drain must wait for them too.
+        self._gathering = 0
         self._accepting = True
         self._workers: list[asyncio.Task[None]] = []
         self._collect_lock: asyncio.Lock | None = None
@@ -218,10 +221,12 @@ class Batcher:
                 batch = await self._collect()
             if batch is None:
                 return
+            self._gathering -= 1
             # Callers that went away or expired while the batch gathered use no compute.
             batch.items = [i for i in batch.items if not i.future.done()]
             batch.rows = sum(i.rows for i in batch.items)
             if not batch.items:
+                self._check_idle()
                 continue
             self._busy += 1
             try:
@@ -239,13 +244,21 @@ class Batcher:
                 return None
             await self._wait_new(None)
         first = batch.items[0]
+        self._gathering += 1  # until the worker counts the batch as busy
         if first.arrived_busy and self.max_queue_delay_s > 0:
             until = first.enqueued + self.max_queue_delay_s
-            while batch.rows < self.max_batch_size and (left := until - time.monotonic()) > 0:
-                if not self._accepting:
-                    break
-                await self._wait_new(left)
-                self._take(batch)
+            try:
+                while batch.rows < self.max_batch_size and \
+                        (left := until - time.monotonic()) > 0:
+                    if not self._accepting:
+                        break
+                    await self._wait_new(left)
+                    self._take(batch)
+            except asyncio.CancelledError:
+                # close() without a drain: these callers must hear why, not hang.
+                self._gathering -= 1
+                _fail(batch.items, ShuttingDown(f"model {self.name} was unloaded"))
+                raise
         if self.observer is not None:
             self.observer.queue_depth(self._queued_rows)
         return batch
@@ -342,7 +355,8 @@ class Batcher:
         return split
 
     def _check_idle(self) -> None:
-        if self._idle is not None and self._busy == 0 and self._queued_rows == 0:
+        if (self._idle is not None and self._busy == 0 and self._queued_rows == 0
+                and self._gathering == 0):
             self._idle.set()
 
     async def drain(self, timeout_s: float) -> bool:

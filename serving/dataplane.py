@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 __all__ = ["DataPlane", "InferResult", "Prediction", "TaskResult"]
 EXTENSIONS = ["model_repository", "binary_tensor_data"]
+RETIRED_RETRIES = 3  # successive retired versions a request follows before failing
 UNKNOWN_MODEL = "_unknown"  # the metrics label for requests naming no known model
 # Images larger than this are decoded in a worker thread so the event loop stays free.
 _THREAD_DECODE_BYTES = 32 * 1024
@@ -241,17 +242,20 @@ class DataPlane:
     async def _infer_current(self, served: ServedModel, version: int | None, feeds: Feeds,
                              deadline: float) -> tuple[ServedModel, dict[str, np.ndarray]]:
         """Infer on ``served``; if a reload retired it between lookup and queueing (its
-        successor is already AVAILABLE), once more on the successor, with its own feeds."""
-        try:
-            return served, await served.infer(await feeds(served), deadline=deadline)
-        except (ModelNotReady, ShuttingDown):
+        successor is already AVAILABLE), again on the successor, with its own feeds. Reloads
+        can follow each other quickly, so a few successors in a row are tried."""
+        for _ in range(RETIRED_RETRIES):
             try:
-                current = self.registry.get(served.name, version)
-            except ServingError:
-                current = None
-            if current is None or current is served or not _same_signature(current, served):
-                raise
-        return current, await current.infer(await feeds(current), deadline=deadline)
+                return served, await served.infer(await feeds(served), deadline=deadline)
+            except (ModelNotReady, ShuttingDown):
+                try:
+                    current = self.registry.get(served.name, version)
+                except ServingError:
+                    current = None
+                if current is None or current is served or not _same_signature(current, served):
+                    raise
+                served = current
+        return served, await served.infer(await feeds(served), deadline=deadline)
 
     def task_model(self, task: str, model: str | None, version: int | None) -> ServedModel:
         """The named model (checked to serve ``task``), or the default one for the task."""

@@ -86,12 +86,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     async def Predict(self, request: predict_pb2.PredictRequest,
                       context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
         _check_signature(request.model_spec)
-        served = self.dataplane.model(request.model_spec.name,
-                                      resolve_version(request.model_spec))
+        version = resolve_version(request.model_spec)
+        served = self.dataplane.model(request.model_spec.name, version)
         inputs = {k: tf_tensors.to_numpy(v, k) for k, v in request.inputs.items()}
         inputs = await decode_string_inputs(served, inputs)
+        # The requested version, not served.version: a reload meanwhile is followed.
         result = await self.dataplane.infer(
-            served.name, served.version, inputs, protocol=PROTOCOL,
+            served.name, version, inputs, protocol=PROTOCOL,
             deadline=deadline_of(context), output_names=list(request.output_filter) or None)
         response = predict_pb2.PredictResponse()
         _answer_spec(result.model_name, result.model_version, response.model_spec)

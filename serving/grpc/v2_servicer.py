@@ -89,10 +89,12 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     @map_errors
     async def ModelInfer(self, request: pb.ModelInferRequest,
                          context: Context) -> pb.ModelInferResponse:
-        served = self.dataplane.model(request.model_name, parse_version(request.model_version))
+        version = parse_version(request.model_version)
+        served = self.dataplane.model(request.model_name, version)
         inputs = await decode_string_inputs(served, v2_tensors.request_inputs(request))
         wanted = [out.name for out in request.outputs] or None
-        result = await self.dataplane.infer(served.name, served.version, inputs,
+        # The requested version, not served.version: a reload meanwhile is followed.
+        result = await self.dataplane.infer(served.name, version, inputs,
                                             protocol=PROTOCOL, deadline=deadline_of(context),
                                             output_names=wanted)
         response = pb.ModelInferResponse(model_name=result.model_name,

@@ -138,7 +138,7 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
         row = "instances" in body
         inputs = row_inputs(served, body["instances"]) if row else \
             columnar_inputs(served, body["inputs"])
-        result = await dataplane.infer(served.name, served.version, inputs, protocol=PROTOCOL,
+        result = await dataplane.infer(served.name, version, inputs, protocol=PROTOCOL,
                                        deadline=request_deadline(request,
                                                                  settings.request_timeout_s))
         return json_response(predict_body(result.outputs, row))

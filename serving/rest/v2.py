@@ -120,7 +120,7 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
             raise InvalidInput("request body must be a JSON object")
         inputs, wanted, as_binary = parse_request(body, served, binary)
         result = await dataplane.infer(
-            served.name, served.version, inputs, protocol=PROTOCOL, output_names=wanted,
+            served.name, version, inputs, protocol=PROTOCOL, output_names=wanted,
             deadline=request_deadline(request, settings.request_timeout_s))
         response = {"model_name": result.model_name, "model_version": str(result.model_version)}
         if "id" in body:

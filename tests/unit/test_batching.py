@@ -292,6 +292,64 @@ async def test_drain_finishes_queued_work_and_refuses_new(executor):
     await batcher.close()
 
 
+class GatedCalls:
+    """Call i of run_batch waits for gates[i]: each running batch is released on its own."""
+
+    def __init__(self, calls: int) -> None:
+        self.gates = [threading.Event() for _ in range(calls)]
+        self.started = [threading.Event() for _ in range(calls)]
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with self.lock:
+            i, self.calls = self.calls, self.calls + 1
+        if i < len(self.gates):
+            self.started[i].set()
+            self.gates[i].wait(10)
+        else:
+            time.sleep(0.2)  # later batches take a while: drain has to wait for them
+        return {"y": feeds["x"] * 2}
+
+
+async def test_drain_waits_for_a_batch_still_gathering(executor):
+    # A worker gathering its batch holds rows that are neither queued nor running; the
+    # other worker going idle must not let drain (and then close) drop them.
+    model = GatedCalls(2)
+    batcher = make(model, executor, max_concurrent_batches=2, max_queue_delay_s=2.0)
+    running = []
+    for i, started in enumerate(model.started):  # one batch on each worker
+        running.append(asyncio.create_task(batcher.submit(x(i))))
+        await asyncio.to_thread(started.wait, 5)
+    gathering = asyncio.create_task(batcher.submit(x(7)))  # arrives busy: will gather
+    await asyncio.sleep(0.01)
+    model.gates[0].set()
+    await running[0]
+    await asyncio.sleep(0.05)  # worker 1 now gathers `gathering`'s batch for up to 2 s
+    model.gates[1].set()
+    await running[1]  # both workers done computing: busy 0, queue empty
+    start = time.monotonic()
+    assert await batcher.drain(5.0) is True
+    assert gathering.done() and time.monotonic() - start < 1.0  # drain cut the delay short
+    await batcher.close()
+    np.testing.assert_array_equal((await gathering)["y"], np.full((1, 3), 14.0))
+
+
+async def test_close_without_drain_fails_a_gathering_batch_instead_of_hanging(executor):
+    model = Model(gated=True)
+    batcher = make(model, executor, max_queue_delay_s=5.0)
+    running = asyncio.create_task(batcher.submit(x(0)))
+    await wait_started(model)
+    gathering = asyncio.create_task(batcher.submit(x(1)))
+    await asyncio.sleep(0.01)
+    model.gate.set()
+    await running
+    await asyncio.sleep(0.05)  # the worker now gathers for up to 5 s
+    await batcher.close()
+    with pytest.raises(ShuttingDown):
+        await asyncio.wait_for(gathering, 1.0)
+
+
 async def test_drain_times_out_and_close_fails_what_is_left(executor):
     model = Model(gated=True)
     batcher = make(model, executor)
