@@ -366,9 +366,16 @@ class Batcher:
         if self._idle is None:
             return True
         self._check_idle()
+        if self._idle.is_set():
+            return True
+        # asyncio.wait, not wait_for: 3.11's wait_for may swallow the caller's own
+        # cancellation when the event fires at the same moment.
+        idle = asyncio.ensure_future(self._idle.wait())
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
-        except asyncio.TimeoutError:
+            await asyncio.wait({idle}, timeout=timeout_s)
+        finally:
+            idle.cancel()
+        if not self._idle.is_set():
             log.warning("%s: %d rows still queued after draining %.1fs", self.name,
                         self._queued_rows, timeout_s)
             return False

@@ -28,6 +28,7 @@ from serving.dataplane import DataPlane
 from serving.metrics import Metrics
 from serving.registry import ModelRegistry
 from serving.rest.app import create_app
+from serving.rest.hot_protocol import protocol_class
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,10 @@ class _UvicornServer(uvicorn.Server):
 
 
 def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
+    lane = getattr(app, "protocol_lane", None)
+    http: Any = "httptools" if lane is None else protocol_class(lane)
     return uvicorn.Config(app, host=settings.host, port=settings.http_port, loop="none",
-                          http="httptools", lifespan="on", access_log=settings.access_log,
+                          http=http, lifespan="on", access_log=settings.access_log,
                           log_config=None, log_level=settings.log_level.lower(),
                           timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)),
                           server_header=False, date_header=False)

@@ -93,9 +93,9 @@ def to_predictions(manifest: Manifest, probs: np.ndarray, top_k: int | None) -> 
         raise InvalidInput(f"model {manifest.name} gives {probs.shape[1]} probabilities "
                            f"for {len(labels)} labels")
     k = len(labels) if top_k is None else max(1, min(int(top_k), len(labels)))
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     predictions = []
-    for row, idx in zip(probs, order, strict=True):
-        top = [(labels[j], float(row[j])) for j in idx]
+    for row in probs.tolist():  # Python floats: sorting a few labels beats numpy calls
+        order = sorted(range(len(row)), key=row.__getitem__, reverse=True)[:k]
+        top = [(labels[j], row[j]) for j in order]
         predictions.append(Prediction(label=top[0][0], probability=top[0][1], top=top))
     return predictions

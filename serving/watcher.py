@@ -74,6 +74,7 @@ class RepositoryControl:
         self._seen: dict[tuple[str, int], Signature] = {}  # the previous scan
         self._loaded: dict[tuple[str, int], Signature] = {}  # what each load attempt read
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.polls = 0
 
     # Lifecycle -------------------------------------------------------------
@@ -88,14 +89,20 @@ class RepositoryControl:
             log.info("polling %s every %.2f s", self.registry.repository, self.poll_s)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._closing = True
+        task, self._task = self._task, None
+        # Python 3.11's wait_for can swallow a cancellation that lands as the awaited
+        # thing finishes (a batcher drain during a poll): cancel until the task is done;
+        # the loop also checks _closing, so it ends at its next turn at the latest.
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+        if task is not None and not task.cancelled():
+            with contextlib.suppress(Exception):
+                task.result()
 
     async def _poll_loop(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.poll_s)
             try:
                 await self.poll_once()

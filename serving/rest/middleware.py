@@ -38,6 +38,18 @@ class GatewayMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        refusal = self.refuse(scope)
+        if refusal is not None:
+            await _send_error(send, *refusal)
+            return
+        if any(key == b"content-length" for key, _ in scope["headers"]):
+            await self.app(scope, receive, send)  # the HTTP parser enforces Content-Length
+            return
+        await self.app(scope, self._counting(receive), send)
+
+    def refuse(self, scope: Scope) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+        """(status, message, headers) when the request's headers already rule it out:
+        no valid API key (401), or a declared length over the limit (413)."""
         length = None
         auth = None
         for key, value in scope["headers"]:
@@ -47,17 +59,10 @@ class GatewayMiddleware:
                 auth = value.removeprefix(b"Bearer ").strip() if key == b"authorization" \
                     else value.strip()
         if self.keys and scope["path"] not in self.open_paths and not self._allowed(auth):
-            await _send_error(send, 401, "missing or invalid API key",
-                              [(b"www-authenticate", b"Bearer")])
-            return
-        if length is not None:
-            if not length.isdigit() or int(length) > self.max_body:
-                await _send_error(send, 413, f"request body exceeds the limit of "
-                                             f"{self.max_body} bytes")
-                return
-            await self.app(scope, receive, send)  # the HTTP parser enforces Content-Length
-            return
-        await self.app(scope, self._counting(receive), send)
+            return 401, "missing or invalid API key", [(b"www-authenticate", b"Bearer")]
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            return 413, f"request body exceeds the limit of {self.max_body} bytes", []
+        return None
 
     def _allowed(self, key: bytes | None) -> bool:
         return key_allowed(key, self.keys)

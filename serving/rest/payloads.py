@@ -7,6 +7,7 @@ import binascii
 from typing import Any
 
 from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
 from serving.errors import InvalidInput, UnsupportedMediaType
@@ -39,12 +40,18 @@ def image_bytes(item: Any, what: str) -> bytes:
 
 
 async def multipart_files(request: Request) -> list[bytes]:
-    async with request.form() as form:
+    try:
+        form = await request.form()
+    except MultiPartException as exc:  # no boundary, bad framing: the client's mistake
+        raise InvalidInput(f"malformed multipart body: {exc.message}") from exc
+    try:
         files = [f for name in FILE_FIELDS for f in form.getlist(name)
                  if isinstance(f, UploadFile)]
         if not files:
             raise InvalidInput("multipart body has no file field named 'file'")
         return [await f.read() for f in files]
+    finally:
+        await form.close()
 
 
 async def read_payload(request: Request) -> tuple[str, Any]:

@@ -68,7 +68,34 @@ def test_0_255_values_are_scaled() -> None:
     ([-1.0] * 784, r"\[0, 1\]"),
     ([300.0] * 784, r"\[0, 255\]"),
     (["a"] * 784, "numbers"),
+    ([10**400] * 784, "numbers"),
+    ([[0] * 28] * 27 + [[0] * 27], "numbers"),
 ])
 def test_bad_values_are_invalid_input(values: object, match: str) -> None:
     with pytest.raises(InvalidInput, match=match):
         DigitCodec().decode_values(values)
+
+
+def _general_path(values: object) -> np.ndarray:
+    """What decode_values gave before its shortcuts: np.asarray, then scaling."""
+    arr = np.asarray(values, dtype=np.float32).reshape(784)
+    return arr * np.float32(1 / 255) if arr.max() > 1 else arr
+
+
+@pytest.mark.parametrize("form", ["ints 0-255", "floats 0-255", "floats 0-1", "28x28 ints",
+                                  "mixed ints and floats", "binary 0/1", "numpy array"])
+def test_every_number_form_decodes_as_numpy_would(form: str) -> None:
+    pixels = np.random.default_rng(3).integers(0, 256, 784)
+    pixels[:300] = 0
+    values: object = {
+        "ints 0-255": pixels.tolist(),
+        "floats 0-255": pixels.astype(float).tolist(),
+        "floats 0-1": (pixels / 255).tolist(),
+        "28x28 ints": pixels.reshape(28, 28).tolist(),
+        "mixed ints and floats": [int(v) if i % 2 else float(v) for i, v in enumerate(pixels)],
+        "binary 0/1": (pixels > 127).astype(int).tolist(),
+        "numpy array": pixels,
+    }[form]
+    out = DigitCodec().decode_values(values)
+    assert out.dtype == np.float32 and out.shape == (784,)
+    np.testing.assert_allclose(out, _general_path(values), rtol=0, atol=1e-7)

@@ -1,0 +1,156 @@
+"""uvicorn's httptools protocol, with the hot task routes answered without ASGI.
+
+A digit prediction computes in microseconds; what it costs is the HTTP stack around
+it. Even after ``ServingApp`` (app.py) skips FastAPI's layers, each request still
+passed uvicorn's proxy-headers wrapper, two ASGI middlewares and four ASGI messages.
+Here the protocol itself hands a complete POST to one of the task routes straight to
+its endpoint and writes the answer, keeping what those layers did:
+
+- arrival time stamped when the headers are parsed (deadlines count from it);
+- API keys and the declared body size (``GatewayMiddleware.refuse``), and the size of a
+  chunked body while it streams in, answered 401/413 before any work;
+- a client that hangs up cancels its request (leaving the batch queue unread);
+- errors become the app's error responses (fastlane.answer).
+
+Everything else (pipelining, keep-alive, 100-continue, flow control, graceful shutdown)
+stays uvicorn's: a hot request still has uvicorn's RequestResponseCycle and answers
+through its ``send``. Requests with an ``Origin`` header take the ASGI path when CORS
+is on, so the CORS middleware sees them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.requests import Request
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from serving.errors import PayloadTooLarge
+from serving.rest.errors import error_response, serving_error_response
+from serving.rest.fastlane import Endpoint, answer
+from serving.rest.middleware import GatewayMiddleware
+
+logger = logging.getLogger(__name__)
+
+
+class HotLane:
+    """What the protocol needs to answer the hot routes itself."""
+
+    def __init__(self, routes: Mapping[str, Endpoint], gateway: GatewayMiddleware, *,
+                 cors: bool) -> None:
+        self.routes = dict(routes)
+        self.gateway = gateway
+        self.cors = cors
+
+    def endpoint_for(self, scope: dict[str, Any]) -> Endpoint | None:
+        if scope["method"] != "POST":
+            return None
+        endpoint = self.routes.get(scope["path"])
+        if endpoint is not None and self.cors and any(
+                key == b"origin" for key, _ in scope["headers"]):
+            return None
+        return endpoint
+
+    async def serve(self, cycle: RequestResponseCycle, endpoint: Endpoint) -> None:
+        scope = cycle.scope
+        scope["state"]["arrived"] = time.monotonic()
+        refusal = self.gateway.refuse(scope)
+        if refusal is not None:
+            status, message, headers = refusal
+            await _send(cycle, error_response(status, message,
+                                              {k.decode(): v.decode() for k, v in headers}))
+            return
+        body = await self._read_body(cycle)
+        if body is None:
+            return  # the client left
+        if isinstance(body, PayloadTooLarge):
+            request = Request(scope)
+            await _send(cycle, serving_error_response(request, body))
+            return
+        request = Request(scope, _replay(body))
+        response = await answer(endpoint, request)
+        await _send(cycle, response)
+
+    async def _read_body(self, cycle: RequestResponseCycle) -> bytes | PayloadTooLarge | None:
+        chunks = []
+        seen = 0
+        while True:
+            message = await cycle.receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.gateway.max_body:  # a chunked upload past the limit
+                return PayloadTooLarge(f"request body exceeds the limit of "
+                                       f"{self.gateway.max_body} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _replay(body: bytes) -> Any:
+    """An ASGI receive that gives the already-read body once, then waits forever
+    (a hot request's disconnect cancels its task instead)."""
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Future()  # never resolves; cancelled with the request
+        raise AssertionError("unreachable")
+    return receive
+
+
+async def _send(cycle: RequestResponseCycle, response: Any) -> None:
+    await cycle.send({"type": "http.response.start", "status": response.status_code,
+                      "headers": response.raw_headers})
+    await cycle.send({"type": "http.response.body", "body": response.body})
+
+
+def protocol_class(lane: HotLane) -> type[HttpToolsProtocol]:
+    """An HttpToolsProtocol subclass bound to ``lane`` (uvicorn.Config(http=...))."""
+
+    class HotHttpToolsProtocol(HttpToolsProtocol):
+        _hot_task: asyncio.Task[None] | None = None
+
+        def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+            # ``app`` differs from self.app only when uvicorn answers 503 itself.
+            endpoint = lane.endpoint_for(cycle.scope) if app is self.app else None
+            if endpoint is None:
+                super()._start_asgi_task(cycle, app)
+                return
+            task = self.loop.create_task(_run(cycle, lane, endpoint))
+            task.add_done_callback(self.tasks.discard)
+            self.tasks.add(task)
+            self._hot_task = task
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            task = self._hot_task
+            if task is not None and not task.done():
+                task.cancel()  # the client left: its queued item is dropped unread
+
+    return HotHttpToolsProtocol
+
+
+async def _run(cycle: RequestResponseCycle, lane: HotLane, endpoint: Endpoint) -> None:
+    try:
+        await lane.serve(cycle, endpoint)
+    except asyncio.CancelledError:
+        if not cycle.disconnected:
+            raise
+        logger.debug("%s: client disconnected; request dropped", cycle.scope["path"])
+    except Exception:  # answer() handles the endpoint's errors; this is the protocol's
+        logger.exception("hot route %s failed", cycle.scope["path"])
+        if not cycle.response_started:
+            await cycle.send_500_response()
+        else:
+            cycle.transport.close()
+    finally:
+        cycle.on_response = lambda: None  # as uvicorn's run_asgi leaves it
