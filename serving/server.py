@@ -31,6 +31,9 @@ from serving.rest.app import create_app
 from serving.rest.hot_protocol import protocol_class
 
 logger = logging.getLogger(__name__)
+# Young-generation collections every 700 container allocations cost ~7% of a digit
+# request (its JSON lists and dicts die young anyway); collect less often.
+GC_THRESHOLDS = (20_000, 20, 20)
 
 
 class _UvicornServer(uvicorn.Server):
@@ -113,6 +116,7 @@ class ServerProcess:
         # garbage collector's full passes, which otherwise show up as latency spikes.
         gc.collect()
         gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
 
     async def shutdown(self, http_task: asyncio.Task[None]) -> None:
         budget = self.settings.shutdown_timeout_s
