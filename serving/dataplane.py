@@ -259,6 +259,14 @@ class DataPlane:
 
     def task_model(self, task: str, model: str | None, version: int | None) -> ServedModel:
         """The named model (checked to serve ``task``), or the default one for the task."""
+        if model is None and self.registry.knows(task):  # the usual case: named as its task
+            try:
+                served = self.registry.get(task, version)
+            except ServingError:
+                pass  # the general path below finds another model or says why not
+            else:
+                if served.manifest.task == task:
+                    return served
         if model is None:
             names = [m.name for m in self.registry.models() if m.manifest.task == task]
             if not names:

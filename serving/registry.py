@@ -100,6 +100,10 @@ class ModelRegistry:
             raise ModelNotReady(f"version {version} of model {name!r} is {served.state}{detail}")
         return served
 
+    def knows(self, name: str) -> bool:
+        """Whether any version of ``name`` was ever loaded (in any state)."""
+        return bool(self._versions.get(name))
+
     def models(self) -> list[ServedModel]:
         """Every known version (FAILED and END included), by name then version."""
         return [m for name in sorted(self._versions)

@@ -46,6 +46,11 @@ def _item_error(index: int, exc: InvalidInput) -> InvalidInput:
     return err
 
 
+def _stack(rows: list[np.ndarray]) -> np.ndarray:
+    """np.stack, without its generality for the one-item request (most of them)."""
+    return rows[0][np.newaxis] if len(rows) == 1 else np.stack(rows)
+
+
 def decode_images(codec: ImageCodec, images: Sequence[bytes]) -> np.ndarray:
     """Encoded images → (n, height, width, 3) float32."""
     rows = []
@@ -56,7 +61,7 @@ def decode_images(codec: ImageCodec, images: Sequence[bytes]) -> np.ndarray:
             rows.append(codec.decode(bytes(data)))
         except InvalidInput as exc:
             raise _item_error(i, exc) from exc
-    return np.stack(rows)
+    return _stack(rows)
 
 
 def decode_digits(codec: DigitCodec, digits: Sequence[Any]) -> np.ndarray:
@@ -70,7 +75,7 @@ def decode_digits(codec: DigitCodec, digits: Sequence[Any]) -> np.ndarray:
                 rows.append(codec.decode_values(item))
         except InvalidInput as exc:
             raise _item_error(i, exc) from exc
-    return np.stack(rows)
+    return _stack(rows)
 
 
 def encode_texts(codec: TextCodec, texts: Sequence[str]) -> np.ndarray:

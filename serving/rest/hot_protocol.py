@@ -71,8 +71,7 @@ class HotLane:
             request = Request(scope)
             await _send(cycle, serving_error_response(request, body))
             return
-        request = Request(scope, _replay(body))
-        response = await answer(endpoint, request)
+        response = await answer(endpoint, _ReadRequest(scope, body))
         await _send(cycle, response)
 
     async def _read_body(self, cycle: RequestResponseCycle) -> bytes | PayloadTooLarge | None:
@@ -90,6 +89,18 @@ class HotLane:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class _ReadRequest(Request):
+    """A Request whose body the protocol has already read: ``body()`` returns it without
+    going through ``receive``; ``stream()`` (multipart forms) replays it once."""
+
+    def __init__(self, scope: dict[str, Any], body: bytes) -> None:
+        super().__init__(scope, _replay(body))
+        self._read = body
+
+    async def body(self) -> bytes:
+        return self._read
 
 
 def _replay(body: bytes) -> Any:
