@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from serving.dataplane import DataPlane
+from serving.encoded_inputs import decode_string_inputs
 from serving.errors import InvalidInput, ModelNotFound
 from serving.grpc import tf_tensors
 from serving.grpc.errors import deadline_of, map_errors
@@ -27,7 +28,7 @@ from serving.grpc.generated.tensorflow_serving.apis import (
     regression_pb2,
 )
 from serving.grpc.generated.xla.tsl.protobuf import error_codes_pb2
-from serving.grpc.inputs import decode_string_inputs, feature_item
+from serving.grpc.inputs import feature_item
 
 if TYPE_CHECKING:
     from serving.registry import ServedModel

@@ -8,12 +8,12 @@ import grpc
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from serving.dataplane import DataPlane
+from serving.encoded_inputs import decode_string_inputs
 from serving.errors import InvalidInput
 from serving.grpc import v2_tensors
 from serving.grpc.errors import deadline_of, map_errors
 from serving.grpc.generated import grpc_predict_v2_pb2 as pb
 from serving.grpc.generated import grpc_predict_v2_pb2_grpc as pb_grpc
-from serving.grpc.inputs import decode_string_inputs
 
 PROTOCOL = "grpc"
 PLATFORM = "onnxruntime_onnx"

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from serving.config import Settings
 from serving.dataplane import DataPlane
+from serving.encoded_inputs import decode_string_inputs
 from serving.errors import InvalidInput
 from serving.manifest import TensorSpec
 from serving.rest import v2_binary
@@ -53,8 +54,10 @@ def json_tensor(item: dict[str, Any], spec: TensorSpec | None) -> np.ndarray:
         raise InvalidInput(f"input {name!r}: needs a name and a datatype from "
                            f"{sorted(V2_TO_NUMPY)}, got {datatype!r}")
     shape = v2_shape(item.get("shape"), name)
-    if spec is not None and V2_TO_NUMPY[datatype] != spec.dtype:
-        raise InvalidInput(f"input {name!r} must be {NUMPY_TO_V2[spec.dtype]}, got {datatype}")
+    # BYTES for a numeric input: encoded items (images, texts) for the model's codec.
+    if spec is not None and V2_TO_NUMPY[datatype] != spec.dtype and datatype != "BYTES":
+        raise InvalidInput(f"input {name!r} must be {NUMPY_TO_V2[spec.dtype]} (or BYTES "
+                           f"holding encoded items), got {datatype}")
     if "data" not in item:
         raise InvalidInput(f"input {name!r} has no 'data'")
     data = item["data"]
@@ -119,6 +122,7 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
         if not isinstance(body, dict):
             raise InvalidInput("request body must be a JSON object")
         inputs, wanted, as_binary = parse_request(body, served, binary)
+        inputs = await decode_string_inputs(served, inputs)
         result = await dataplane.infer(
             served.name, version, inputs, protocol=PROTOCOL, output_names=wanted,
             deadline=request_deadline(request, settings.request_timeout_s))

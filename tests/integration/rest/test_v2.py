@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from tests.fixtures.tiny_models import digit_reference
+from tests.integration.rest.images import solid_rgb
 
 
 async def test_health_and_server_metadata(rest_client) -> None:
@@ -114,3 +115,36 @@ async def test_repository_index(rest_client) -> None:
     resp = await rest_client.client.post("/v2/repository/index")
     assert {(m["name"], m["state"]) for m in resp.json()} == {
         ("digit", "READY"), ("text", "READY"), ("image", "READY")}
+
+
+async def test_bytes_images_over_the_binary_extension(rest_client) -> None:
+    # Encoded images as BYTES for the image model's FP32 input, as over gRPC: the model's
+    # codec decodes them (length-prefixed elements, Triton's BYTES framing).
+    raw = b"".join(struct.pack("<I", len(b)) + b
+                   for b in (solid_rgb(255, 0, 0), solid_rgb(0, 0, 255)))
+    header = orjson.dumps({"inputs": [{"name": "image", "shape": [2], "datatype": "BYTES",
+                                       "parameters": {"binary_data_size": len(raw)}}]})
+    resp = await rest_client.client.post(
+        "/v2/models/image/infer", content=header + raw,
+        headers={"Inference-Header-Content-Length": str(len(header))})
+    assert resp.status_code == 200, resp.text
+    prob = resp.json()["outputs"][0]["data"]
+    assert prob[0] > 0.9 and prob[1] < 0.1
+
+
+async def test_bytes_texts_as_json(rest_client) -> None:
+    resp = await rest_client.client.post("/v2/models/text/infer", json={"inputs": [
+        {"name": "tokens", "shape": [2], "datatype": "BYTES", "data": ["good", "bad"]}]})
+    assert resp.status_code == 200, resp.text
+    good, bad = resp.json()["outputs"][0]["data"]
+    assert good > 0.5 > bad
+
+
+async def test_bytes_that_are_not_an_image_are_400(rest_client) -> None:
+    raw = struct.pack("<I", 5) + b"hello"
+    header = orjson.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
+                                       "parameters": {"binary_data_size": len(raw)}}]})
+    resp = await rest_client.client.post(
+        "/v2/models/image/infer", content=header + raw,
+        headers={"Inference-Header-Content-Length": str(len(header))})
+    assert resp.status_code == 400 and "item 0" in resp.json()["error"]
