@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -45,8 +46,8 @@ def parse_version(value: str | None) -> int | None:
     return int(value)
 
 
-def query_int(request: Request, name: str) -> int | None:
-    value = request.query_params.get(name)
+def query_int(query: Mapping[str, str], name: str) -> int | None:
+    value = query.get(name)
     if value is None or value == "":
         return None
     try:

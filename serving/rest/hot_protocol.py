@@ -64,17 +64,18 @@ class HotLane:
             await _send(cycle, error_response(status, message,
                                               {k.decode(): v.decode() for k, v in headers}))
             return
-        body = await self._read_body(cycle)
+        try:
+            body = await self._read_body(cycle)
+        except PayloadTooLarge as exc:  # a chunked upload past the limit
+            await _send(cycle, serving_error_response(Request(scope), exc))
+            return
         if body is None:
             return  # the client left
-        if isinstance(body, PayloadTooLarge):
-            request = Request(scope)
-            await _send(cycle, serving_error_response(request, body))
-            return
         response = await answer(endpoint, _ReadRequest(scope, body))
         await _send(cycle, response)
 
-    async def _read_body(self, cycle: RequestResponseCycle) -> bytes | PayloadTooLarge | None:
+    async def _read_body(self, cycle: RequestResponseCycle) -> bytes | None:
+        """The whole body, or None when the client left; PayloadTooLarge past the limit."""
         chunks = []
         seen = 0
         while True:
@@ -83,9 +84,8 @@ class HotLane:
                 return None
             chunk = message.get("body", b"")
             seen += len(chunk)
-            if seen > self.gateway.max_body:  # a chunked upload past the limit
-                return PayloadTooLarge(f"request body exceeds the limit of "
-                                       f"{self.gateway.max_body} bytes")
+            if seen > self.gateway.max_body:
+                raise self.gateway.too_large()
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)

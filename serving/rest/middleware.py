@@ -61,8 +61,11 @@ class GatewayMiddleware:
         if self.keys and scope["path"] not in self.open_paths and not self._allowed(auth):
             return 401, "missing or invalid API key", [(b"www-authenticate", b"Bearer")]
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            return 413, f"request body exceeds the limit of {self.max_body} bytes", []
+            return 413, self.too_large().message, []
         return None
+
+    def too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"request body exceeds the limit of {self.max_body} bytes")
 
     def _allowed(self, key: bytes | None) -> bool:
         return key_allowed(key, self.keys)
@@ -76,7 +79,6 @@ class GatewayMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
-                    raise PayloadTooLarge(f"request body exceeds the limit of "
-                                          f"{self.max_body} bytes")
+                    raise self.too_large()
             return message
         return limited

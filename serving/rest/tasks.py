@@ -74,14 +74,12 @@ def endpoints(dataplane: DataPlane, settings: Settings) -> dict[str, Endpoint]:
     """The task endpoints by path; served by the fast lane and documented by FastAPI."""
 
     def options(request: Request) -> dict[str, Any]:
-        deadline = request_deadline(request, settings.request_timeout_s)
-        if not request.scope.get("query_string"):  # most requests: skip parsing a query
-            return {"model": None, "version": None, "top_k": None, "protocol": PROTOCOL,
-                    "deadline": deadline}
-        return {"model": request.query_params.get("model") or None,
-                "version": parse_version(request.query_params.get("version")),
-                "top_k": query_int(request, "top_k"), "protocol": PROTOCOL,
-                "deadline": deadline}
+        # Most requests have no query string: skip parsing one.
+        query = request.query_params if request.scope.get("query_string") else {}
+        return {"model": query.get("model") or None,
+                "version": parse_version(query.get("version")),
+                "top_k": query_int(query, "top_k"), "protocol": PROTOCOL,
+                "deadline": request_deadline(request, settings.request_timeout_s)}
 
     async def predict_digit(request: Request) -> Response:
         """A digit image (raw, multipart or {"b64"}), or 784 numbers / a 28x28 array."""

@@ -41,8 +41,10 @@ def _fast_floats(values: Any) -> np.ndarray | None:
         return None
     if not isinstance(values[0], list):
         return flat_numbers(values)
+    if not values[0] or isinstance(values[0][0], list):
+        return None  # empty rows or deeper nesting: the general path
     flat = flatten_rows(values, len(values[0]))
-    if flat is None or not values[0] or isinstance(values[0][0], list):
+    if flat is None:
         return None
     fast = flat_numbers(flat)
     return None if fast is None else fast.reshape(len(values), -1)
