@@ -8,6 +8,12 @@ and without IOBinding; then items/s through serving.batching.Batcher with
 max_batch_size 1..128, fed by closed-loop single-item clients (2 x the batch limit
 of them), with the mean batch formed. Each point runs ``--seconds``; the whole run
 stops adding points after ``--budget-s``. Runs on CPU too (tests use it that way).
+
+``--strategies`` then compares ways of holding the model, e.g. ``one-session:EXHAUSTIVE``
+(a single session, ONNX Runtime's default cuDNN search) against ``per-size:HEURISTIC``
+(a session per warmed batch size, the server's default on CUDA): load and warm-up
+time, the cost of a batch whose size differs from the one before, and Batcher
+throughput under clients whose number makes the batch size vary.
 """
 
 from __future__ import annotations
@@ -140,6 +146,62 @@ async def served_rate(model: Any, limit: int, seconds: float, args: argparse.Nam
     return len(latencies) / elapsed, mean_batch, float(np.median(latencies))
 
 
+def compare_strategies(path: Path, args: argparse.Namespace,
+                       deadline: float) -> list[dict[str, Any]]:
+    """Per strategy: load/warm-up seconds, ms per batch when sizes alternate, and
+    Batcher items/s for several client counts (batch limit: the largest warmed size)."""
+    from serving.runtime import OrtModel
+
+    sizes = [int(s) for s in args.batch_sizes.split(",")]
+    clients = [int(c) for c in args.strategy_clients.split(",")]
+    rows = []
+    print(f"\n{'strategy':<24} {'load s':>7} {'warm s':>7} {'same ms':>8} {'mixed ms':>9} "
+          + " ".join(f"{f'c={c} /s':>10}" for c in clients) + "  (mean batch)")
+    for strategy in [s for s in args.strategies.split(",") if s]:
+        if time.perf_counter() > deadline:
+            print(f"budget of {args.budget_s}s spent; stopping before {strategy}")
+            break
+        kind, _, search = strategy.partition(":")
+        start = time.perf_counter()
+        model = OrtModel(path, providers=args.providers, intra_op_threads=args.threads,
+                         conv_algo_search=search or "HEURISTIC",  # type: ignore[arg-type]
+                         session_per_bucket=kind == "per-size")
+        load_s = time.perf_counter() - start
+        start = time.perf_counter()
+        model.warmup(sizes)
+        warm_s = time.perf_counter() - start
+        cycle = [sizes[0], sizes[len(sizes) // 2], sizes[-1], sizes[len(sizes) // 2]]
+        # The same sizes, each run in a block of its own vs in turn.
+        same = float(np.mean([_ms_per_batch(model, [size], args.seconds / 8) for size in cycle]))
+        mixed = _ms_per_batch(model, cycle, args.seconds / 2)
+        row: dict[str, Any] = {"strategy": strategy, "load_s": load_s, "warmup_s": warm_s,
+                               "same_size_ms": same, "mixed_sizes_ms": mixed, "served": {}}
+        cells = []
+        for count in clients:
+            limit = max(sizes)
+            rate, mean_batch, _ = asyncio.run(served_rate(model, limit, args.seconds, args,
+                                                          clients=count))
+            row["served"][count] = {"items_per_s": rate, "mean_batch": mean_batch}
+            cells.append(f"{rate:>10.1f} ({mean_batch:.1f})")
+        rows.append(row)
+        print(f"{strategy:<24} {load_s:>7.2f} {warm_s:>7.2f} {same:>8.2f} {mixed:>9.2f} "
+              + " ".join(cells), flush=True)
+        del model
+    return rows
+
+
+def _ms_per_batch(model: Any, cycle: list[int], seconds: float) -> float:
+    """Mean ms per run while running the batch sizes of ``cycle`` in turn (after one
+    untimed run of the first)."""
+    feeds = [model.example_feeds(size) for size in cycle]
+    model.run(feeds[0])
+    calls, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or calls < len(cycle):
+        model.run(feeds[calls % len(cycle)])
+        calls += 1
+    return elapsed / calls * 1000
+
+
 def single_item_latency(model: Any, seconds: float, args: argparse.Namespace) -> dict[str, float]:
     """Median latency of one item at concurrency 1: raw run vs through the Batcher."""
     feeds = model.example_feeds(1)
@@ -194,6 +256,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report["concurrency_1"] = latency = single_item_latency(model, args.seconds, args)
         print(f"concurrency 1, one item: raw p50 {latency['raw_p50_ms']:.3f} ms, served p50 "
               f"{latency['served_p50_ms']:.3f} ms")
+    if args.strategies:
+        del model
+        report["strategies"] = compare_strategies(path, args, deadline + args.strategy_budget_s)
     return report
 
 
@@ -213,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="batches in flight at once (the server's inference_threads)")
     parser.add_argument("--inline", action="store_true",
                         help="run batches on the event loop (as the server does for tiny models)")
+    parser.add_argument("--strategies", default="",
+                        help="also compare these, e.g. one-session:EXHAUSTIVE,per-size:HEURISTIC")
+    parser.add_argument("--strategy-clients", default="1,8,32,128",
+                        help="closed-loop client counts for the strategy comparison")
+    parser.add_argument("--strategy-budget-s", type=float, default=150.0,
+                        help="extra seconds the strategy comparison may start new rows in")
     parser.add_argument("--json", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)
     report = run(args)

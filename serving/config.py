@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(default=0, ge=0)  # 0 lets ONNX Runtime decide
     inference_threads: int = Field(default=1, ge=1)  # worker threads running sessions per model
     warmup_batch_sizes: list[int] = Field(default_factory=lambda: [1, 8, 32])
+    # CUDA only. ONNX Runtime re-plans every cuDNN convolution whenever a session's input
+    # shape changes, so each warmed batch size gets its own session (batches are padded
+    # up to the next one); and how hard cuDNN searches for kernels when it plans.
+    cuda_session_per_batch_size: bool = True
+    cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "HEURISTIC"
     # Run a model's batches on the event loop (no thread hop) when its largest batch took
     # at most this long after warm-up: tiny models (digit, text) then gain ~2x. 0 disables.
     inline_batch_max_ms: float = Field(default=0.5, ge=0)

@@ -1,10 +1,14 @@
-"""One ONNX Runtime session: providers, tensor specs, thread-safe run, warm-up.
+"""An ONNX model in ONNX Runtime: providers, tensor specs, thread-safe run, warm-up.
 
 ``OrtModel.run`` is called from executor threads; ``InferenceSession.run`` releases
 the GIL and is safe to call concurrently. On CUDA the inputs are bound with
-IOBinding (one host-to-device copy per input, outputs copied back once) and a batch
-may be padded up to the next warmed batch size, so cuDNN never re-tunes at serving
-time. Both paths run on the CPU provider too, which is how the tests cover them.
+IOBinding (one host-to-device copy per input, outputs copied back once), a batch is
+padded up to the next warmed batch size, and each of those sizes gets a session of
+its own. ONNX Runtime's CUDA convolution keeps the cuDNN plan of the *last* input
+shape only and rebuilds every plan of the model when the shape changes (0.3-0.8 s
+for the image model on an H200 with the default exhaustive search); a session that
+only ever sees one shape plans once, at warm-up. All of these paths run on the CPU
+provider too, which is how the tests cover them.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from serving.manifest import TensorSpec
 log = logging.getLogger(__name__)
 
 ProviderChoice = Literal["auto", "cpu", "cuda"]
+# ONNX Runtime's cudnn_conv_algo_search: how hard cuDNN looks for the fastest kernels
+# when a convolution is planned. HEURISTIC plans in milliseconds; EXHAUSTIVE benchmarks.
+ConvAlgoSearch = Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"]
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
@@ -50,6 +57,12 @@ def resolve_providers(choice: ProviderChoice) -> list[str]:
 
 
 _cuda_preloaded = False
+
+
+def provider_options(providers: list[str], conv_algo_search: ConvAlgoSearch) -> list[Any]:
+    """``providers`` as InferenceSession takes them, CUDA's with its options."""
+    return [(name, {"cudnn_conv_algo_search": conv_algo_search}) if name == CUDA else name
+            for name in providers]
 
 
 def _preload_cuda_libraries() -> None:
@@ -84,14 +97,19 @@ class OrtModel:
     ``use_io_binding``: None binds through IOBinding exactly when CUDA was obtained.
     ``batch_buckets``: batch sizes to pad up to (zeros; the extra rows are dropped);
     None pads only on CUDA, to the warmed sizes.
+    ``session_per_bucket``: one session per warmed batch size, so that none of them
+    sees a second input shape; None does so exactly when CUDA was obtained.
     """
 
     def __init__(self, path: Path | str, *, providers: ProviderChoice = "auto",
                  intra_op_threads: int = 0, use_io_binding: bool | None = None,
                  batch_buckets: Sequence[int] | None = None,
-                 allow_spinning: bool = False) -> None:
+                 allow_spinning: bool = False,
+                 conv_algo_search: ConvAlgoSearch = "HEURISTIC",
+                 session_per_bucket: bool | None = None) -> None:
         self.path = Path(path)
-        options = ort.SessionOptions()
+        self._options = ort.SessionOptions()
+        options = self._options
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
@@ -101,7 +119,8 @@ class OrtModel:
         options.add_session_config_entry("session.intra_op.allow_spinning",
                                          "1" if allow_spinning else "0")
         asked = resolve_providers(providers)
-        self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=asked)
+        self._providers_asked = provider_options(asked, conv_algo_search)
+        self.session = self._new_session()
         self.providers: list[str] = list(self.session.get_providers())
         self.on_cuda = CUDA in self.providers
         if CUDA in asked and not self.on_cuda:
@@ -114,8 +133,16 @@ class OrtModel:
         self._device_lock = threading.Lock()
         self._explicit_buckets = batch_buckets is not None
         self.batch_buckets: list[int] = sorted(set(batch_buckets or []))
-        log.info("loaded %s on %s (io_binding=%s)", self.path, self.providers,
-                 self.use_io_binding)
+        self.session_per_bucket = (self.on_cuda if session_per_bucket is None
+                                   else session_per_bucket)
+        # Batch size -> the session that runs batches of exactly that size (warm-up fills it).
+        self._bucket_sessions: dict[int, ort.InferenceSession] = {}
+        log.info("loaded %s on %s (io_binding=%s, session per batch size=%s)", self.path,
+                 self.providers, self.use_io_binding, self.session_per_bucket)
+
+    def _new_session(self) -> ort.InferenceSession:
+        return ort.InferenceSession(str(self.path), sess_options=self._options,
+                                    providers=self._providers_asked)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch; every output keeps the batch's leading dimension."""
@@ -123,24 +150,26 @@ class OrtModel:
         padded = self._bucket_for(rows)
         if padded is not None and padded > rows:
             feeds = {k: _pad_rows(v, padded) for k, v in feeds.items()}
+        session = self._bucket_sessions.get(padded or rows, self.session)
         if self.on_cuda:
             # One batch at a time on the device: concurrent IOBinding runs on one CUDA
             # session collided (device-wide synchronisation while another thread's stream
             # was busy) and gave nothing back, since the GPU runs one stream anyway.
             with self._device_lock:
-                values = self._run_bound(feeds) if self.use_io_binding else self.session.run(
-                    self._output_names, feeds)
+                values = self._run_on(session, feeds)
         else:
-            values = self._run_bound(feeds) if self.use_io_binding else self.session.run(
-                self._output_names, feeds)
+            values = self._run_on(session, feeds)
         outputs = dict(zip(self._output_names, values, strict=True))
         if padded is not None and padded > rows:
             outputs = {k: v[:rows] for k, v in outputs.items()}
         return outputs
 
-    def _run_bound(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def _run_on(self, session: ort.InferenceSession,
+                feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if not self.use_io_binding:
+            return session.run(self._output_names, feeds)
         # A binding per call: IOBinding objects are not shared between threads.
-        binding = self.session.io_binding()
+        binding = session.io_binding()
         device = "cuda" if self.on_cuda else "cpu"
         for name, array in feeds.items():
             value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), device, 0)
@@ -148,7 +177,7 @@ class OrtModel:
         for name in self._output_names:
             binding.bind_output(name, device, 0)
         binding.synchronize_inputs()
-        self.session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         binding.synchronize_outputs()
         return list(binding.copy_outputs_to_cpu())
 
@@ -170,14 +199,22 @@ class OrtModel:
         return feeds
 
     def warmup(self, batch_sizes: Iterable[int]) -> dict[int, float]:
-        """Run each batch size once (allocations, kernel choice); seconds per size."""
+        """Run each batch size once (allocations, kernel choice); seconds per size.
+
+        With a session per bucket, each size gets its session here (its creation is
+        not in the timing); the smallest size keeps the first session.
+        """
+        sizes = sorted(set(batch_sizes))
+        if self.on_cuda and not self._explicit_buckets:
+            self.batch_buckets = sizes  # pad to what is warmed
         timings = {}
-        for size in sorted(set(batch_sizes)):
+        for size in sizes:
+            if self.session_per_bucket and size not in self._bucket_sessions:
+                self._bucket_sessions[size] = (self._new_session() if self._bucket_sessions
+                                               else self.session)
             start = time.perf_counter()
             self.run(self.example_feeds(size))
             timings[size] = time.perf_counter() - start
-        if self.on_cuda and not self._explicit_buckets:
-            self.batch_buckets = sorted(timings)  # pad to what was warmed
         log.debug("warmed %s: %s", self.path, {k: round(v, 4) for k, v in timings.items()})
         return timings
 

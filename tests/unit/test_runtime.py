@@ -108,3 +108,42 @@ def test_corrupt_file_raises(tmp_path):
     path.write_bytes(b"not an onnx model")
     with pytest.raises(Exception, match=r"(?i)protobuf|parse|load"):
         OrtModel(path, providers="cpu")
+
+
+def test_cuda_gets_its_conv_search_option_and_cpu_none():
+    assert runtime.provider_options([CUDA, CPU], "HEURISTIC") == [
+        (CUDA, {"cudnn_conv_algo_search": "HEURISTIC"}), CPU]
+    assert runtime.provider_options([CPU], "EXHAUSTIVE") == [CPU]
+
+
+def test_a_session_per_batch_size_each_running_its_own_size(tiny_digit_path, monkeypatch):
+    model = OrtModel(tiny_digit_path, providers="cpu", use_io_binding=True,
+                     batch_buckets=[4, 8], session_per_bucket=True)
+    model.warmup([4, 8])
+    assert model._bucket_sessions[4] is model.session  # the smallest keeps the first
+    assert model._bucket_sessions[8] is not model.session
+    shapes: dict[int, set[int]] = {4: set(), 8: set()}
+    for size, session in model._bucket_sessions.items():
+        real = session.io_binding
+
+        def recording(real=real, size=size):
+            binding = real()
+            bind = binding.bind_ortvalue_input
+            binding.bind_ortvalue_input = lambda name, value: (
+                shapes[size].add(value.shape()[0]), bind(name, value))[1]
+            return binding
+
+        monkeypatch.setattr(session, "io_binding", recording, raising=False)
+    rng = np.random.default_rng(5)
+    for rows in (1, 3, 4, 5, 8, 2):
+        x = rng.random((rows, 784), dtype=np.float32)
+        np.testing.assert_allclose(model.run({"pixels": x})["probabilities"],
+                                   digit_reference(x), rtol=1e-5, atol=1e-6)
+    # Every batch was padded to a bucket and ran on that bucket's session only.
+    assert shapes == {4: {4}, 8: {8}}
+
+
+def test_one_session_unless_asked_on_cpu(tiny_digit_path):
+    model = OrtModel(tiny_digit_path, providers="cpu")
+    model.warmup([1, 4])
+    assert model.session_per_bucket is False and model._bucket_sessions == {}
