@@ -38,7 +38,8 @@ def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
                 raise InvalidInput(f"image of {width}x{height} pixels exceeds the limit of "
                                    f"{max_pixels} pixels")
             img.load()
-            return ImageOps.exif_transpose(img)
+            ImageOps.exif_transpose(img, in_place=True)  # no copy when there is nothing to turn
+            return img
     except (UnidentifiedImageError, Image.DecompressionBombWarning,
             Image.DecompressionBombError) as exc:
         raise InvalidInput(f"cannot decode image: {exc}") from exc
@@ -66,10 +67,12 @@ class ImageCodec:
 
     def from_pil(self, img: Image.Image) -> np.ndarray:
         """An RGB array of the model's size; used for files in training and bytes in serving."""
-        rgb = img.convert("RGB")
+        rgb = img if img.mode == "RGB" else img.convert("RGB")
         if rgb.size != (self.width, self.height):
             rgb = rgb.resize((self.width, self.height), _RESAMPLE[self.resample])
-        return np.asarray(rgb, dtype=np.float32) * np.float32(self.scale)
+        pixels = np.array(rgb, dtype=np.float32)
+        pixels *= np.float32(self.scale)  # in place: the same float32 product, one array less
+        return pixels
 
     def decode(self, data: bytes) -> np.ndarray:
         """Image bytes → (height, width, 3) float32."""
