@@ -1,4 +1,8 @@
-"""All server settings in one place: environment variables prefixed MODELSERVE_, or CLI flags."""
+"""All server settings in one place: environment variables prefixed MODELSERVE_, or CLI flags.
+
+Each field's description is its ``--help`` text and its line in docs/configuration.md
+(``python scripts/settings_doc.py`` writes that page; a test keeps the two in step).
+"""
 
 from __future__ import annotations
 
@@ -13,51 +17,102 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MODELSERVE_", extra="ignore")
 
     # Where and what to serve.
-    model_repository: Path = Path("models")
-    # "latest" | "latest:N" | "specific:1,3"
-    version_policy: str = "latest"
-    host: str = "0.0.0.0"
-    http_port: int = Field(default=8000, ge=0, le=65535)
-    grpc_port: int = Field(default=8500, ge=-1, le=65535)  # 0 picks a free port; -1 disables gRPC
-    workers: int = Field(default=1, ge=1)
-    log_level: str = "info"
-    access_log: bool = False  # one log line per request costs throughput; off by default
+    model_repository: Path = Field(
+        default=Path("models"),
+        description="model repository folder: NAME/VERSION/model.onnx + manifest.json")
+    version_policy: str = Field(
+        default="latest",
+        description="versions served per model: latest | latest:N | specific:1,3")
+    host: str = Field(default="0.0.0.0", description="address the REST and gRPC servers bind")
+    http_port: int = Field(default=8000, ge=0, le=65535, description="REST port")
+    grpc_port: int = Field(default=8500, ge=-1, le=65535,
+                           description="gRPC port (0 picks a free one, -1 disables gRPC)")
+    workers: int = Field(default=1, ge=1,
+                         description="server processes sharing the ports, each with its own "
+                                     "sessions (one per core is a good start)")
+    log_level: str = Field(default="info", description="debug | info | warning | error")
+    # One log line per request costs throughput.
+    access_log: bool = Field(default=False, description="log every request")
 
     # ONNX Runtime.
-    providers: Literal["auto", "cpu", "cuda"] = "auto"
-    intra_op_threads: int = Field(default=0, ge=0)  # 0 lets ONNX Runtime decide
-    inference_threads: int = Field(default=1, ge=1)  # worker threads running sessions per model
-    warmup_batch_sizes: list[int] = Field(default_factory=lambda: [1, 8, 32])
-    # CUDA only. ONNX Runtime re-plans every cuDNN convolution whenever a session's input
-    # shape changes, so each warmed batch size gets its own session (batches are padded
-    # up to the next one); and how hard cuDNN searches for kernels when it plans.
-    cuda_session_per_batch_size: bool = True
-    cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "HEURISTIC"
-    # Run a model's batches on the event loop (no thread hop) when its largest batch took
-    # at most this long after warm-up: tiny models (digit, text) then gain ~2x. 0 disables.
-    inline_batch_max_ms: float = Field(default=0.5, ge=0)
+    providers: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="execution provider: cuda falls back to the CPU (with a warning) when "
+                    "CUDA cannot load; auto takes CUDA when the build offers it")
+    intra_op_threads: int = Field(
+        default=0, ge=0,
+        description="ONNX Runtime threads per session (0: ONNX Runtime counts the host's "
+                    "cores, so set it to the CPU limit in containers)")
+    inference_threads: int = Field(
+        default=1, ge=1, description="batches of one model version running at once")
+    warmup_batch_sizes: list[int] = Field(
+        default_factory=lambda: [1, 8, 32],
+        description="batch sizes each model runs before it reports ready (the model's "
+                    "maximum batch size is always added); on CUDA batches are padded up to "
+                    "the next of these")
+    # ONNX Runtime re-plans every cuDNN convolution of a session whenever its input shape
+    # changes (0.3-0.8 s for the image model), so on CUDA each warmed size has a session.
+    cuda_session_per_batch_size: bool = Field(
+        default=True,
+        description="CUDA: one session per warm-up batch size, so that no session sees a "
+                    "second input shape and cuDNN plans only at warm-up")
+    cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = Field(
+        default="HEURISTIC",
+        description="CUDA: how cuDNN picks convolution kernels when it plans (HEURISTIC: "
+                    "same speed as EXHAUSTIVE for the image model on an H200, half the warm-up)")
+    # Tiny models (digit, text) gain ~2x from skipping the thread hop.
+    inline_batch_max_ms: float = Field(
+        default=0.5, ge=0,
+        description="run a model's batches on the event loop when its largest batch takes "
+                    "at most this long once warm (0 disables)")
 
-    # Dynamic batching (global defaults; a manifest's "batching" overrides per model).
-    max_batch_size: int = Field(default=32, ge=1)
-    max_queue_delay_ms: float = Field(default=2.0, ge=0)
-    max_queue_size: int = Field(default=1024, ge=1)  # rows waiting, per model version
-    # Per-model overrides, above the manifest's: {"image": {"max_batch_size": 16}} (JSON in env).
-    model_batching: dict[str, dict[str, float]] = Field(default_factory=dict)
-    request_timeout_s: float = Field(default=30.0, gt=0)
+    # Dynamic batching: global defaults; a manifest's "batching" overrides them per model.
+    max_batch_size: int = Field(default=32, ge=1, description="rows per batch at most")
+    max_queue_delay_ms: float = Field(
+        default=2.0, ge=0,
+        description="how long a batch may wait to fill while the model is busy (an idle "
+                    "model runs a request at once)")
+    max_queue_size: int = Field(
+        default=1024, ge=1,
+        description="rows waiting per model version before requests are refused (503)")
+    model_batching: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description='per-model batching over the manifest\'s, as JSON: '
+                    '{"image": {"max_batch_size": 16}}')
+    request_timeout_s: float = Field(
+        default=30.0, gt=0, description="deadline of a request, queue and compute (504)")
 
     # Limits.
-    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
-    grpc_max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
-    max_image_pixels: int = Field(default=40_000_000, ge=1)
-    max_text_chars: int = Field(default=100_000, ge=1)
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024,
+                                   description="largest REST body (413 above)")
+    grpc_max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024,
+                                        description="largest gRPC message")
+    max_image_pixels: int = Field(
+        default=40_000_000, ge=1,
+        description="largest declared image size, checked before decoding (400 above)")
+    max_text_chars: int = Field(default=100_000, ge=1,
+                                description="longest text per item (400 above)")
 
     # Lifecycle.
-    drain_seconds: float = Field(default=5.0, ge=0)  # readiness false before refusing new work
-    shutdown_timeout_s: float = Field(default=25.0, ge=0)
-    repository_poll_s: float = Field(default=0.0, ge=0)  # 0 disables watching
+    drain_seconds: float = Field(
+        default=5.0, ge=0,
+        description="on SIGTERM: seconds of not-ready before new work is refused, so load "
+                    "balancers stop sending")
+    shutdown_timeout_s: float = Field(
+        default=25.0, ge=0, description="on SIGTERM: how long queued work may still finish")
+    repository_poll_s: float = Field(
+        default=0.0, ge=0,
+        description="seconds between scans of the repository for new, changed or removed "
+                    "versions (0: no watching)")
 
     # Access control (off unless keys are given).
-    api_keys: list[str] = Field(default_factory=list)
-    api_keys_file: Path | None = None
-    open_health_and_metrics: bool = True
-    cors_origins: list[str] = Field(default_factory=list)
+    api_keys: list[str] = Field(
+        default_factory=list,
+        description="API keys accepted as 'Authorization: Bearer' or 'x-api-key' (off when "
+                    "empty)")
+    api_keys_file: Path | None = Field(default=None,
+                                       description="file with one API key per line")
+    open_health_and_metrics: bool = Field(
+        default=True, description="health and /metrics need no key")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="allowed CORS origins (CORS off when empty)")

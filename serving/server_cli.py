@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import types
 import typing
@@ -10,15 +11,6 @@ from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
-# Fields whose value is a list: given as a comma-separated string on the command line.
-_HELP = {
-    "model_repository": "model repository folder (<name>/<version>/model.onnx + manifest.json)",
-    "version_policy": "latest | latest:N | specific:1,3",
-    "grpc_port": "gRPC port (0 picks a free one, -1 disables gRPC)",
-    "workers": "server processes sharing the ports, each with its own sessions",
-    "api_keys": "comma-separated API keys (off when empty)",
-    "cors_origins": "comma-separated allowed CORS origins (CORS off when empty)",
-}
 
 
 def _flag_kwargs(name: str, annotation: Any) -> dict[str, Any]:
@@ -30,9 +22,11 @@ def _flag_kwargs(name: str, annotation: Any) -> dict[str, Any]:
         return {"action": argparse.BooleanOptionalAction}
     if origin is typing.Literal:
         return {"choices": list(args)}
-    if origin is list:
+    if origin is list:  # comma-separated on the command line
         item = args[0] if args else str
         return {"type": lambda s, t=item: [t(v.strip()) for v in s.split(",") if v.strip()]}
+    if origin is dict:
+        return {"type": json.loads}
     if annotation in (int, float, str, Path):
         return {"type": annotation}
     return {"type": str}
@@ -46,11 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Serve models over REST (task, TF Serving, v2) and gRPC. Every flag is "
                     "also an environment variable MODELSERVE_<FLAG>; flags win.")
     for name, field in Settings.model_fields.items():
-        help_text = _HELP.get(name, field.description or "")
+        kwargs = _flag_kwargs(name, field.annotation)
+        help_text = field.description or ""
+        if "type" in kwargs and typing.get_origin(field.annotation) is list:
+            help_text += " (comma-separated)"
         parser.add_argument(f"--{name.replace('_', '-')}", dest=f"serve_{name}",
                             metavar=name.upper(), default=argparse.SUPPRESS,
-                            help=help_text or None,
-                            **_flag_kwargs(name, field.annotation))
+                            help=help_text or None, **kwargs)
     parser.set_defaults(func=serve)
 
 
