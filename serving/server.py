@@ -36,6 +36,10 @@ logger = logging.getLogger(__name__)
 GC_THRESHOLDS = (20_000, 20, 20)
 
 
+class StartupError(RuntimeError):
+    """The server cannot start (a port taken, say): reported as one line, no traceback."""
+
+
 class _UvicornServer(uvicorn.Server):
     """uvicorn without its own signal handling: this module owns the lifecycle."""
 
@@ -90,9 +94,13 @@ class ServerProcess:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
+        try:
+            self.grpc = build_grpc(self.dataplane, self.settings)
+        except RuntimeError as exc:
+            raise StartupError(f"cannot serve gRPC on {self.settings.host}:"
+                               f"{self.settings.grpc_port}: {exc}") from exc
         http_task = asyncio.create_task(self.http.serve(sockets=self.sockets))
         self._load_task = asyncio.create_task(self._load())
-        self.grpc = build_grpc(self.dataplane, self.settings)
         if self.grpc is not None:
             await self.grpc.start()
         stop_task = asyncio.create_task(self._stop.wait())

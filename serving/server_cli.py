@@ -71,12 +71,26 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
 
 def serve(args: argparse.Namespace) -> int:
+    from serving.cli import CLIError
+    from serving.workers import bind_socket
+
     settings = settings_from_args(args)
     logging.getLogger().setLevel(settings.log_level.upper())
+    # The REST port is taken before any model loads, so a clash fails at once and plainly.
+    try:
+        sock = bind_socket(settings.host, settings.http_port)
+    except OSError as exc:
+        raise CLIError(f"cannot listen on {settings.host}:{settings.http_port}: "
+                       f"{exc.strerror or exc}") from exc
     if settings.workers > 1:
         from serving.workers import run_workers
 
-        return run_workers(settings)
-    from serving.server import run_process
+        return run_workers(settings, sock)
+    from serving.server import StartupError, run_process
 
-    return run_process(settings)
+    try:
+        return run_process(settings, sockets=[sock])
+    except StartupError as exc:
+        raise CLIError(str(exc)) from exc
+    finally:
+        sock.close()

@@ -49,9 +49,11 @@ def _worker(settings: Settings, sock: socket.socket, log_level: str) -> None:
     raise SystemExit(run_process(settings, sockets=[sock]))
 
 
-def run_workers(settings: Settings) -> int:
-    """Start ``settings.workers`` processes, forward SIGTERM/SIGINT, wait for them."""
-    sock = bind_socket(settings.host, settings.http_port)
+def run_workers(settings: Settings, sock: socket.socket | None = None) -> int:
+    """Start ``settings.workers`` processes on the REST socket ``sock`` (bound here when
+    not given), forward SIGTERM/SIGINT, wait for them."""
+    if sock is None:
+        sock = bind_socket(settings.host, settings.http_port)
     updates: dict[str, Any] = {"http_port": sock.getsockname()[1]}
     if settings.grpc_port == 0:
         updates["grpc_port"] = free_port(settings.host)

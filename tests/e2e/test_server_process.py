@@ -101,3 +101,27 @@ async def test_two_workers_share_the_port_and_metrics(start_server_process, tiny
     assert _count(text, r'modelserve_model_loaded\{model="digit",version="1"\}') == 1
     server.proc.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(server.proc.wait, 20) == 0, server.output()
+
+
+@pytest.mark.parametrize("taken", ["rest", "grpc"])
+def test_a_taken_port_fails_at_once_with_one_clear_line(start_server_process,
+                                                        tiny_model_repository, taken) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        flags = ["--grpc-port", str(port)] if taken == "grpc" else ["--grpc-port", "-1"]
+        server = start_server_process(tiny_model_repository, *flags)
+        if taken == "rest":  # the fixture picked a free REST port: ask for the taken one
+            server.proc.kill()
+            server.proc.wait(5)
+            server = start_server_process(tiny_model_repository, "--grpc-port", "-1",
+                                          "--http-port", str(port))
+        code = server.proc.wait(timeout=60)
+    output = server.output()
+    assert code == 2, output
+    assert f"cannot {'listen on' if taken == 'rest' else 'serve gRPC on'} 127.0.0.1:{port}" \
+        in output
+    assert "Traceback" not in output and "Task was destroyed" not in output
