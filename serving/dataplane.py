@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from serving import tasks
+from serving.codecs import DigitCodec, ImageCodec, TextCodec
 from serving.config import Settings
 from serving.errors import InvalidInput, ModelNotFound, ModelNotReady, ServingError, ShuttingDown
 from serving.manifest import Manifest, TensorSpec
@@ -200,18 +201,19 @@ class DataPlane:
     async def predict_image(self, images: Sequence[bytes], **kwargs: Any) -> TaskResult:
         async def decode(served: ServedModel) -> np.ndarray:
             if sum(len(b) for b in images) > _THREAD_DECODE_BYTES:
-                return await asyncio.to_thread(tasks.decode_images, served.codec, images)
-            return tasks.decode_images(served.codec, images)
+                return await asyncio.to_thread(tasks.decode_images,
+                                               served.codec_as(ImageCodec), images)
+            return tasks.decode_images(served.codec_as(ImageCodec), images)
         return await self._predict("image", images, decode, **kwargs)
 
     async def predict_text(self, texts: Sequence[str], **kwargs: Any) -> TaskResult:
         async def encode(served: ServedModel) -> np.ndarray:
-            return tasks.encode_texts(served.codec, texts)
+            return tasks.encode_texts(served.codec_as(TextCodec), texts)
         return await self._predict("text", texts, encode, **kwargs)
 
     async def predict_digit(self, digits: Sequence[Any], **kwargs: Any) -> TaskResult:
         async def decode(served: ServedModel) -> np.ndarray:
-            return tasks.decode_digits(served.codec, digits)
+            return tasks.decode_digits(served.codec_as(DigitCodec), digits)
         return await self._predict("digit", digits, decode, **kwargs)
 
     async def _predict(self, task: str, items: Sequence[Any], prepare: Any, *,

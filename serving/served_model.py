@@ -12,14 +12,14 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from serving.batching import Batcher
 from serving.codecs import DigitCodec, ImageCodec, TextCodec
 from serving.config import Settings
-from serving.errors import ModelNotReady
+from serving.errors import InferenceFailed, ModelNotReady
 from serving.manifest import BatchingConfig, Manifest, TensorSpec, read_manifest, sha256_file
 from serving.runtime import OrtModel
 
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 LOADING, AVAILABLE, UNLOADING, END, FAILED = "LOADING", "AVAILABLE", "UNLOADING", "END", "FAILED"
 Codec = ImageCodec | DigitCodec | TextCodec
+C = TypeVar("C", ImageCodec, DigitCodec, TextCodec)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,13 @@ class ServedModel:
     def __post_init__(self) -> None:
         if self.manifest is None:
             self.manifest = placeholder_manifest(self.name, self.version)
+
+    def codec_as(self, kind: type[C]) -> C:
+        """The codec, which the manifest's task makes a ``kind`` (built so at load)."""
+        if not isinstance(self.codec, kind):
+            raise InferenceFailed(f"model {self.name!r} has no {kind.__name__} for its task "
+                                  f"{self.manifest.task!r}")
+        return self.codec
 
     @property
     def providers(self) -> list[str]:

@@ -15,7 +15,8 @@ logger = logging.getLogger(__name__)
 
 def _flag_kwargs(name: str, annotation: Any) -> dict[str, Any]:
     origin = typing.get_origin(annotation)
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    args: tuple[Any, ...] = tuple(a for a in typing.get_args(annotation)
+                                  if a is not type(None))
     if origin in (typing.Union, types.UnionType) and len(args) == 1:
         annotation, origin, args = args[0], typing.get_origin(args[0]), typing.get_args(args[0])
     if annotation is bool:

@@ -16,6 +16,7 @@ import signal
 import socket
 import tempfile
 import time
+from collections.abc import Sequence
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -77,7 +78,7 @@ def run_workers(settings: Settings, sock: socket.socket | None = None) -> int:
             shutil.rmtree(own_dir, ignore_errors=True)
 
 
-def _supervise(procs: list[BaseProcess]) -> int:
+def _supervise(procs: Sequence[BaseProcess]) -> int:
     stopping = False
 
     def forward(signum: int, frame: Any) -> None:

@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from starlette.requests import Request
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -56,7 +56,7 @@ class HotLane:
         return endpoint
 
     async def serve(self, cycle: RequestResponseCycle, endpoint: Endpoint) -> None:
-        scope = cycle.scope
+        scope = cast(dict[str, Any], cycle.scope)
         scope["state"]["arrived"] = time.monotonic()
         refusal = self.gateway.refuse(scope)
         if refusal is not None:
@@ -79,10 +79,10 @@ class HotLane:
         chunks = []
         seen = 0
         while True:
-            message = await cycle.receive()
+            message = cast(dict[str, Any], await cycle.receive())
             if message["type"] == "http.disconnect":
                 return None
-            chunk = message.get("body", b"")
+            chunk: bytes = message.get("body", b"")
             seen += len(chunk)
             if seen > self.gateway.max_body:
                 raise self.gateway.too_large()
@@ -132,7 +132,8 @@ def protocol_class(lane: HotLane) -> type[HttpToolsProtocol]:
 
         def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
             # ``app`` differs from self.app only when uvicorn answers 503 itself.
-            endpoint = lane.endpoint_for(cycle.scope) if app is self.app else None
+            endpoint = (lane.endpoint_for(cast(dict[str, Any], cycle.scope))
+                        if app is self.app else None)
             if endpoint is None:
                 super()._start_asgi_task(cycle, app)
                 return

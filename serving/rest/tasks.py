@@ -63,7 +63,7 @@ def _example(body: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"content": {"application/json": {"example": body}}}}
 
 
-EXAMPLES = {
+EXAMPLES: dict[str, dict[str, Any]] = {
     "/v1/digit:predict": {"inputs": [[0.0] * 784]},
     "/v1/text:predict": {"text": ["a great film"]},
     "/v1/image:predict": {"images": [{"b64": "..."}]},

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from serving import tasks
+from serving.codecs import DigitCodec, ImageCodec, TextCodec
 from serving.config import Settings
 from serving.dataplane import DataPlane
 from serving.errors import InvalidInput, ModelNotFound
@@ -69,10 +70,11 @@ def to_tensor(served: ServedModel, spec: TensorSpec, values: Any) -> np.ndarray:
         items = values if isinstance(values, list) else [values]
         blobs = [image_bytes(it, f"instance {i}") for i, it in enumerate(items)]
         if task == "image":
-            return tasks.decode_images(served.codec, blobs)
-        return tasks.decode_digits(served.codec, blobs)
+            return tasks.decode_images(served.codec_as(ImageCodec), blobs)
+        return tasks.decode_digits(served.codec_as(DigitCodec), blobs)
     if isinstance(leaf, str) and task == "text":
-        return tasks.encode_texts(served.codec, values if isinstance(values, list) else [values])
+        return tasks.encode_texts(served.codec_as(TextCodec),
+                                  values if isinstance(values, list) else [values])
     if is_b64(leaf):
         raise InvalidInput(f"input {spec.name!r} is {spec.dtype}; b64 values are accepted "
                            f"only for image and digit models")

@@ -83,7 +83,7 @@ def parse_request(body: dict[str, Any], served: ServedModel, binary: bytes
             raise InvalidInput("each input must be an object")
         size = v2_binary.binary_size(item)
         if size is None:
-            arr = json_tensor(item, specs.get(item.get("name")))
+            arr = json_tensor(item, specs.get(str(item.get("name"))))
         else:
             arr, offset = v2_binary.read_tensor(item, binary, offset, size)
         inputs[item["name"]] = arr
