@@ -135,6 +135,10 @@ class ServerProcess:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._second_signal(), timeout=drain)
         self.http.should_exit = True  # closes listeners, finishes in-flight requests
+        # A socket handed in stays listening while any copy of it is open (the event loop
+        # serves a duplicate): close ours too, so new connections are refused, not parked.
+        for sock in self.sockets or []:
+            sock.close()
         grace = max(0.0, deadline - time.monotonic())
         waits: list[Any] = [asyncio.wait({http_task}, timeout=grace)]
         if self.grpc is not None:

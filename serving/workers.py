@@ -70,6 +70,7 @@ def run_workers(settings: Settings, sock: socket.socket | None = None) -> int:
                              name=f"modelserve-worker-{i}") for i in range(settings.workers)]
     for proc in procs:
         proc.start()
+    sock.close()  # each worker holds its own copy; none kept here once they stop listening
     try:
         return _supervise(procs)
     finally:

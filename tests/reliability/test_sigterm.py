@@ -59,6 +59,10 @@ async def refused(url: str, target: str) -> tuple[bool, bool]:
         rest = False
     except httpx.ConnectError:
         rest = True
+    except (httpx.ReadError, httpx.RemoteProtocolError):
+        # Accepted by the kernel just as the listener closed, then reset: the switch is
+        # under way, not done; the caller asks again.
+        rest = False
     async with grpc.aio.insecure_channel(target) as channel:
         try:
             await pb_grpc.GRPCInferenceServiceStub(channel).ServerLive(
