@@ -81,7 +81,7 @@ test-heavy: $(STAMP)-test
 
 lint: $(STAMP)-test
 	$(BIN)/ruff check .
-	$(BIN)/mypy serving clients
+	$(BIN)/mypy serving clients loadtest
 
 loadtest: setup $(MODELS)/.built
 	$(BIN)/pip install -q -e ".[$(RUNTIME),loadtest]"

@@ -55,7 +55,7 @@ def measure(sess, input_name: str, items: np.ndarray, batch: int, duration_s: fl
     feed = {input_name: np.ascontiguousarray(np.concatenate([items] * reps)[:batch])}
     for _ in range(3):
         sess.run(None, feed)
-    times = []
+    times: list[float] = []
     stop = time.perf_counter() + duration_s
     while time.perf_counter() < stop or len(times) < 3:
         t0 = time.perf_counter()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import functools
 import json
 import sys
 import tempfile
@@ -86,7 +87,7 @@ def timed_rate(fn: Callable[[], Any], items: int, seconds: float) -> float:
     return calls * items / elapsed
 
 
-def raw_rates(model_path: Path, providers: str, sizes: list[int], seconds: float,
+def raw_rates(model_path: Path, providers: Any, sizes: list[int], seconds: float,
               threads: int) -> tuple[list[str], dict[int, tuple[float, float]]]:
     from serving.runtime import OrtModel
     plain = OrtModel(model_path, providers=providers, intra_op_threads=threads,
@@ -96,8 +97,8 @@ def raw_rates(model_path: Path, providers: str, sizes: list[int], seconds: float
     rates = {}
     for size in sizes:
         feeds = plain.example_feeds(size)
-        rates[size] = (timed_rate(lambda f=feeds: plain.run(f), size, seconds),
-                       timed_rate(lambda f=feeds: bound.run(f), size, seconds))
+        rates[size] = (timed_rate(functools.partial(plain.run, feeds), size, seconds),
+                       timed_rate(functools.partial(bound.run, feeds), size, seconds))
     return plain.providers, rates
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 from pathlib import Path
+from typing import Any
 
 import grpc
 import grpc.experimental.gevent as grpc_gevent
@@ -33,7 +34,7 @@ class GrpcUser(User):
     def on_start(self) -> None:
         options = self.environment.parsed_options
         self.channel = grpc.insecure_channel(options.grpc_target)
-        self._calls = {}
+        self._calls: dict[str, Any] = {}
         self._cycle = itertools.cycle(self.prepare(options.model_repository))
 
     def on_stop(self) -> None:

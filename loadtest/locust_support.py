@@ -55,7 +55,8 @@ def parse_mix(text: str) -> dict[str, int]:
 
 def apply_mix(environment: Environment, classes: Iterable[type[User]]) -> None:
     """Set each user class's weight from --mix and drop the zero-weight ones."""
-    weights = parse_mix(environment.parsed_options.mix)
+    options = environment.parsed_options
+    weights = parse_mix(options.mix if options is not None else "")
     known = {getattr(c, "key", c.__name__): c for c in classes}
     unknown = set(weights) - set(known)
     if unknown:
@@ -102,9 +103,11 @@ class OpenLoop:
                 context={})
             return
         cls.in_flight += 1
-        if not hasattr(user, "_open_loop_group"):
-            user._open_loop_group = gevent.pool.Group()
-        user._open_loop_group.spawn(cls._run, send)
+        group = getattr(user, "_open_loop_group", None)
+        if group is None:
+            group = gevent.pool.Group()
+            setattr(user, "_open_loop_group", group)  # noqa: B010 (a User has no such field)
+        group.spawn(cls._run, send)
 
     @staticmethod
     def join(user: User, timeout_s: float = 10.0) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -130,7 +131,7 @@ def read_exceptions(exceptions_csv: Path) -> list[tuple[int, str]]:
 
 
 def gate(total: EndpointStats, *, max_failure_rate: float, max_p99_ms: float | None,
-         exceptions: list[tuple[int, str]] = ()) -> list[str]:
+         exceptions: Sequence[tuple[int, str]] = ()) -> list[str]:
     """Why the run fails its limits (empty when it passes)."""
     problems = [f"{count}x user error: {message}" for count, message in exceptions]
     if total.requests == 0:

@@ -76,6 +76,7 @@ class ChildProcess:
         return self
 
     def _wait_ready(self, timeout_s: float) -> None:
+        assert self.proc is not None, "start() first"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
