@@ -150,7 +150,7 @@ class OrtModel:
         padded = self._bucket_for(rows)
         if padded is not None and padded > rows:
             feeds = {k: _pad_rows(v, padded) for k, v in feeds.items()}
-        session = self._bucket_sessions.get(padded or rows, self.session)
+        session = self._session_for(padded or rows)
         if self.on_cuda:
             # One batch at a time on the device: concurrent IOBinding runs on one CUDA
             # session collided (device-wide synchronisation while another thread's stream
@@ -163,6 +163,22 @@ class OrtModel:
         if padded is not None and padded > rows:
             outputs = {k: v[:rows] for k, v in outputs.items()}
         return outputs
+
+    def _session_for(self, size: int) -> ort.InferenceSession:
+        session = self._bucket_sessions.get(size)
+        if session is not None:
+            return session
+        if not (self.session_per_bucket and self._bucket_sessions):
+            return self.session
+        # Larger than every warmed size (the Batcher never forms such a batch): a session
+        # of its own, so that no other session ever sees a second shape.
+        with self._device_lock:
+            session = self._bucket_sessions.get(size)
+            if session is None:
+                log.warning("%s: a batch of %d rows, larger than every warmed size; opening "
+                            "a session for it", self.path, size)
+                session = self._bucket_sessions[size] = self._new_session()
+        return session
 
     def _run_on(self, session: ort.InferenceSession,
                 feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -141,6 +141,11 @@ def test_a_session_per_batch_size_each_running_its_own_size(tiny_digit_path, mon
                                    digit_reference(x), rtol=1e-5, atol=1e-6)
     # Every batch was padded to a bucket and ran on that bucket's session only.
     assert shapes == {4: {4}, 8: {8}}
+    # Larger than every bucket: a session of its own, the others keep their one shape.
+    x = rng.random((11, 784), dtype=np.float32)
+    np.testing.assert_allclose(model.run({"pixels": x})["probabilities"], digit_reference(x),
+                               rtol=1e-5, atol=1e-6)
+    assert sorted(model._bucket_sessions) == [4, 8, 11] and shapes == {4: {4}, 8: {8}}
 
 
 def test_one_session_unless_asked_on_cpu(tiny_digit_path):
