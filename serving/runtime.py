@@ -13,6 +13,7 @@ provider too, which is how the tests cover them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -151,13 +152,10 @@ class OrtModel:
         if padded is not None and padded > rows:
             feeds = {k: _pad_rows(v, padded) for k, v in feeds.items()}
         session = self._session_for(padded or rows)
-        if self.on_cuda:
-            # One batch at a time on the device: concurrent IOBinding runs on one CUDA
-            # session collided (device-wide synchronisation while another thread's stream
-            # was busy) and gave nothing back, since the GPU runs one stream anyway.
-            with self._device_lock:
-                values = self._run_on(session, feeds)
-        else:
+        # One batch at a time on the device: concurrent IOBinding runs on one CUDA
+        # session collided (device-wide synchronisation while another thread's stream
+        # was busy) and gave nothing back, since the GPU runs one stream anyway.
+        with self._device_lock if self.on_cuda else contextlib.nullcontext():
             values = self._run_on(session, feeds)
         outputs = dict(zip(self._output_names, values, strict=True))
         if padded is not None and padded > rows:

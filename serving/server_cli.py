@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for name, field in Settings.model_fields.items():
         kwargs = _flag_kwargs(name, field.annotation)
         help_text = field.description or ""
-        if "type" in kwargs and typing.get_origin(field.annotation) is list:
+        if typing.get_origin(field.annotation) is list:
             help_text += " (comma-separated)"
         parser.add_argument(f"--{name.replace('_', '-')}", dest=f"serve_{name}",
                             metavar=name.upper(), default=argparse.SUPPRESS,

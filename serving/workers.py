@@ -50,11 +50,9 @@ def _worker(settings: Settings, sock: socket.socket, log_level: str) -> None:
     raise SystemExit(run_process(settings, sockets=[sock]))
 
 
-def run_workers(settings: Settings, sock: socket.socket | None = None) -> int:
-    """Start ``settings.workers`` processes on the REST socket ``sock`` (bound here when
-    not given), forward SIGTERM/SIGINT, wait for them."""
-    if sock is None:
-        sock = bind_socket(settings.host, settings.http_port)
+def run_workers(settings: Settings, sock: socket.socket) -> int:
+    """Start ``settings.workers`` processes on the bound REST socket ``sock``, forward
+    SIGTERM/SIGINT, wait for them."""
     updates: dict[str, Any] = {"http_port": sock.getsockname()[1]}
     if settings.grpc_port == 0:
         updates["grpc_port"] = free_port(settings.host)
