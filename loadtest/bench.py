@@ -3,8 +3,11 @@
 In one run: (1) the in-process ONNX Runtime ceiling per model and batch size, pinned to
 the server's CPUs; (2) the real server (startup to ready, RSS) measured per model,
 protocol and concurrency by a lean asyncio client pinned to the other CPUs (its CPU
-use is measured too); (3) the baseline plain FastAPI app on the same digit model,
-same client. Prints a table and the targets; writes bench.json, bench.md, bench.png.
+use is measured too); (3) paired rounds for the image model at saturation: the ceiling
+at its best batch size, then the server, alternately, so both see the same moment of a
+shared machine whose speed drifts by ±15% within minutes; (4) the baseline plain
+FastAPI app on the same digit model, same client. Prints a table and the targets;
+writes bench.json, bench.md, bench.png.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import json
 import logging
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
 from argparse import Namespace
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from loadtest import bench_report, bench_requests, grpc_client, http_client
 from loadtest.bodies import check_answer
@@ -92,24 +97,95 @@ def http_coro(port: int, bodies: list, concurrency: int, duration: float):
     return go()
 
 
+def served_row(cfg: Namespace, server: ChildProcess, http_port: int, grpc_port: int,
+               label: tuple[str, str, int]) -> Row:
+    model, protocol, conc = label
+    if protocol in bench_requests.GRPC_PROTOCOLS:
+        calls = bench_requests.grpc_calls(protocol, model, http_port, cfg.repository)
+        coro = grpc_client.run_closed_loop(f"127.0.0.1:{grpc_port}", calls, concurrency=conc,
+                                           duration_s=cfg.duration)
+    else:
+        bodies = bench_requests.http_bodies(protocol, model, http_port, cfg.repository)
+        coro = http_coro(http_port, bodies, conc, cfg.duration)
+    return measure(label, coro, server)
+
+
 def served_rows(cfg: Namespace, server: ChildProcess, http_port: int,
                 grpc_port: int) -> list[Row]:
-    rows = []
-    for model in cfg.models:
-        for protocol in cfg.protocols:
-            for conc in cfg.concurrency:
-                label = (model, protocol, conc)
-                if protocol in bench_requests.GRPC_PROTOCOLS:
-                    calls = bench_requests.grpc_calls(protocol, model, http_port, cfg.repository)
-                    coro = grpc_client.run_closed_loop(f"127.0.0.1:{grpc_port}", calls,
-                                                       concurrency=conc,
-                                                       duration_s=cfg.duration)
-                else:
-                    bodies = bench_requests.http_bodies(protocol, model, http_port,
-                                                        cfg.repository)
-                    coro = http_coro(http_port, bodies, conc, cfg.duration)
-                rows.append(measure(label, coro, server))
-    return rows
+    return [served_row(cfg, server, http_port, grpc_port, (model, protocol, conc))
+            for model in cfg.models for protocol in cfg.protocols for conc in cfg.concurrency]
+
+
+class CeilingProbe:
+    """The ceiling child, loaded once and idle between on-demand measurements."""
+
+    def __init__(self, cfg: Namespace, models: list[str]) -> None:
+        self.argv = [sys.executable, "-m", "loadtest.ceiling", "--on-demand",
+                     "--model-repository", str(cfg.repository), "--models", ",".join(models),
+                     "--threads", str(cfg.threads), "--provider", cfg.provider]
+        self.cpus = cfg.server_cpus
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> CeilingProbe:
+        cpus = self.cpus
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, preexec_fn=(lambda: os.sched_setaffinity(0, cpus))
+                                     if cpus else None)
+        self._answer()  # "ready"
+        return self
+
+    def _answer(self) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"ceiling probe exited with status {self.proc.wait()}")
+        return line
+
+    def measure(self, model: str, batch: int, seconds: float) -> dict:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(f"{model} {batch} {seconds}\n")
+        self.proc.stdin.flush()
+        return json.loads(self._answer())
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None:
+            return
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def paired_rounds(cfg: Namespace, server: ChildProcess, ports: tuple[int, int],
+                  rows: list[Row]) -> tuple[dict | None, list[Row]]:
+    """Image at saturation against its ceiling, measured back to back, ``cfg.paired_rounds``
+    times: the ratio of each pair does not depend on how fast the machine is that minute.
+    Each round's ceiling is the best of every batch size, as the ceiling proper."""
+    image = [r for r in rows if r.model == "image"]
+    if not image or cfg.paired_rounds <= 0:
+        return None, []
+    best = max(image, key=lambda r: r.items_per_s)
+    label = (best.model, best.protocol, best.concurrency)
+    sizes = [int(b) for b in cfg.batch_sizes.split(",")]
+    seconds = max(1.0, cfg.duration / len(sizes))
+    rounds, served = [], []
+    with CeilingProbe(cfg, ["image"]) as probe:
+        for _ in range(cfg.paired_rounds):
+            raw = {b: probe.measure("image", b, seconds)["items_per_s"] for b in sizes}
+            batch = max(raw, key=lambda b: raw[b])
+            row = served_row(cfg, server, *ports, label)
+            served.append(row)
+            rounds.append({"ceiling_batch": batch, "ceiling_items_per_s": raw[batch],
+                           "served_items_per_s": row.items_per_s,
+                           "ratio": row.items_per_s / raw[batch]})
+    paired = {"model": "image", "protocol": best.protocol, "concurrency": best.concurrency,
+              "rounds": rounds, "median_ratio": statistics.median(r["ratio"] for r in rounds)}
+    log.info("image paired rounds (%s c=%d): ratios %s", best.protocol, best.concurrency,
+             ", ".join(f"{r['ratio']:.3f}" for r in rounds))
+    return paired, served
 
 
 def empty_rtt(port: int, path: str, server: ChildProcess, duration: float, model: str) -> Row:
@@ -151,9 +227,11 @@ def run_server(cfg: Namespace) -> tuple[list[Row], dict]:
     server = modelserve_server(cfg.repository, http_port, grpc_port, cpus=cfg.server_cpus,
                                log_path=cfg.out / "server.log", env=env)
     with server.start(timeout_s=120):
-        info = {"startup_s": server.startup_s, "rss_mb": server.rss_mb()}
+        info: dict[str, Any] = {"startup_s": server.startup_s, "rss_mb": server.rss_mb()}
         rows = [empty_rtt(http_port, "/v2/health/live", server, cfg.duration, "-")]
         rows += served_rows(cfg, server, http_port, grpc_port)
+        info["paired"], paired_rows = paired_rounds(cfg, server, (http_port, grpc_port), rows)
+        info["paired_errors"] = sum(r.errors for r in paired_rows)
         info["rss_mb_after"] = server.rss_mb()
     return rows, info
 
@@ -188,6 +266,7 @@ def config(args: Namespace) -> Namespace:
         batch_sizes="1,32" if quick else args.batch_sizes, provider=args.provider,
         threads=len(server_cpus) if server_cpus else os.cpu_count() or 1,
         server_cpus=server_cpus, client_cpus=client_cpus, baseline=not args.no_baseline,
+        paired_rounds=0 if quick else args.paired_rounds,
         out=Path(args.out or f"reports/bench-{time.strftime('%Y%m%d-%H%M%S')}"))
 
 
@@ -212,7 +291,7 @@ def run(args: Namespace) -> int:
                "elapsed_s": time.perf_counter() - started}
     results["targets"] = bench_report.targets(results)
     bench_report.write(results, cfg.out)
-    errors = sum(r.errors for r in rows)
+    errors = sum(r.errors for r in rows) + server_info["paired_errors"]
     if errors:
         print(f"{errors} requests failed during the benchmark", file=sys.stderr)
     return 1 if errors else 0

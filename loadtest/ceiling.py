@@ -7,6 +7,10 @@ compares like with like:
     python -m loadtest.ceiling --model-repository models --models digit,text,image \
         --batch-sizes 1,8,32,64 --threads 1 --provider cpu --duration 1.0
 prints one JSON object: {model: {"providers": [...], "batches": {bs: {...}}}}.
+
+With ``--on-demand`` it loads the models, prints ``ready`` and then measures one
+``model batch seconds`` line from stdin at a time (one JSON line each), idle in between:
+the benchmark pairs each served measurement with a ceiling taken right next to it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -67,18 +72,35 @@ def measure(sess, input_name: str, items: np.ndarray, batch: int, duration_s: fl
             "p50_ms": 1000 * median, "runs": len(times)}
 
 
-def ceiling(repository: Path, model: str, batch_sizes: list[int], *, provider: str,
-            threads: int, duration_s: float) -> dict:
+def load(repository: Path, model: str, *, provider: str, threads: int):
+    """(session, input name, real sample items) for the model's latest version."""
     version_dir = repository / model / str(list_versions(repository / model)[-1])
     manifest = read_manifest(version_dir)
     sess = session(version_dir / manifest.model_file, provider, threads)
     items = sample_items(model, repository).astype(manifest.inputs[0].dtype)
+    return sess, manifest, items
+
+
+def ceiling(repository: Path, model: str, batch_sizes: list[int], *, provider: str,
+            threads: int, duration_s: float) -> dict:
+    sess, manifest, items = load(repository, model, provider=provider, threads=threads)
     batches = {str(bs): measure(sess, manifest.inputs[0].name, items, bs, duration_s)
                for bs in batch_sizes}
     best = max(batches.items(), key=lambda kv: kv[1]["items_per_s"])
     return {"providers": sess.get_providers(), "version": manifest.version,
             "batches": batches, "best_batch": int(best[0]),
             "best_items_per_s": best[1]["items_per_s"]}
+
+
+def on_demand(repository: Path, models: list[str], *, provider: str, threads: int,
+              commands: TextIO, answers: TextIO) -> None:
+    loaded = {m: load(repository, m, provider=provider, threads=threads) for m in models}
+    print("ready", file=answers, flush=True)
+    for line in commands:
+        model, batch, seconds = line.split()
+        sess, manifest, items = loaded[model]
+        result = measure(sess, manifest.inputs[0].name, items, int(batch), float(seconds))
+        print(json.dumps(result), file=answers, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,11 +111,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--provider", default="cpu")
     parser.add_argument("--duration", type=float, default=1.0)
+    parser.add_argument("--on-demand", action="store_true",
+                        help="measure 'model batch seconds' lines from stdin")
     args = parser.parse_args(argv)
+    models = [m for m in args.models.split(",") if m]
+    if args.on_demand:
+        on_demand(args.model_repository, models, provider=args.provider,
+                  threads=args.threads, commands=sys.stdin, answers=sys.stdout)
+        return 0
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     result = {m: ceiling(args.model_repository, m, sizes, provider=args.provider,
                          threads=args.threads, duration_s=args.duration)
-              for m in args.models.split(",") if m}
+              for m in models}
     json.dump(result, sys.stdout)
     return 0
 

@@ -63,3 +63,18 @@ def test_bench_quick(loadtest_repository: Path, tmp_path: Path):
     assert {t["target"].split(" (")[0] for t in results["targets"]} >= {"startup to ready"}
     assert (out / "bench.png").stat().st_size > 0 and "| digit | rest |" in (
         out / "bench.md").read_text()
+
+
+def test_bench_pairs_each_image_round_with_a_ceiling(loadtest_repository: Path, tmp_path: Path):
+    out = tmp_path / "bench"
+    done = modelserve("bench", "--model-repository", str(loadtest_repository), "--models",
+                      "image", "--protocols", "rest", "--concurrency", "4", "--duration", "1",
+                      "--batch-sizes", "1,4", "--paired-rounds", "2", "--no-baseline",
+                      "--out", str(out), timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    paired = json.loads((out / "bench.json").read_text())["server"]["paired"]
+    assert (paired["protocol"], paired["concurrency"], len(paired["rounds"])) == ("rest", 4, 2)
+    for r in paired["rounds"]:
+        assert r["ceiling_batch"] in (1, 4) and r["ceiling_items_per_s"] > 0
+        assert r["ratio"] == pytest.approx(r["served_items_per_s"] / r["ceiling_items_per_s"])
+    assert "median of 2 paired rounds" in (out / "bench.md").read_text()

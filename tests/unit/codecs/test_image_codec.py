@@ -77,3 +77,73 @@ def test_unsupported_format_is_refused() -> None:
 def test_pixel_limit_is_checked_before_decoding() -> None:
     with pytest.raises(InvalidInput, match="exceeds the limit"):
         ImageCodec(max_pixels=100).decode(encode(gradient(20, 20)))
+
+
+def photo(width: int = 150, height: int = 150) -> Image.Image:
+    """Smooth gradients plus noise: every 8x8 block has detail for the DCT to keep."""
+    rng = np.random.default_rng(7)
+    base = np.asarray(gradient(width, height), dtype=np.int16)
+    noisy = base + rng.integers(-40, 40, base.shape, dtype=np.int16)
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+JPEG_VARIANTS = {
+    "4:2:0": {"subsampling": 2},
+    "4:2:2": {"subsampling": 1},
+    "4:4:4": {"subsampling": 0, "quality": 95},
+    "progressive": {"progressive": True, "optimize": True},
+    "exif without orientation": {"exif": Image.Exif().tobytes()},
+    "icc profile": {"icc_profile": b"not really a profile, but an APP2 segment"},
+    "restart markers": {"restart_marker_blocks": 4},
+}
+
+
+@pytest.mark.parametrize("size", [(150, 150), (203, 97)], ids=["model size", "resized"])
+@pytest.mark.parametrize("options", JPEG_VARIANTS.values(), ids=JPEG_VARIANTS.keys())
+def test_fast_jpeg_path_gives_pillows_pixels(options: dict, size: tuple[int, int]) -> None:
+    """simplejpeg and Pillow must agree to the bit, or serving drifts from training."""
+    codec, data = ImageCodec(), encode(photo(*size), "JPEG", **options)
+    np.testing.assert_array_equal(codec.decode(data), codec.from_pil(open_image(data)))
+
+
+def test_fast_jpeg_path_matches_pillow_on_real_photos() -> None:
+    from loadtest.payloads import load_payloads
+
+    codec = ImageCodec()
+    for data in load_payloads().images:
+        np.testing.assert_array_equal(codec.decode(data), codec.from_pil(open_image(data)))
+
+
+XMP_TURNED = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/'
+              b'1999/02/22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/'
+              b'tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+
+
+def test_turned_and_grey_jpegs_come_out_as_pillow_reads_them() -> None:
+    """An orientation in EXIF or in XMP turns the photo; grey is spread to three channels."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    codec = ImageCodec(height=32, width=32)  # square: a missed turn would show
+    turned = [encode(photo(40, 20), "JPEG", exif=exif.tobytes()),
+              encode(photo(40, 20), "JPEG", xmp=XMP_TURNED)]
+    for data in [*turned, encode(photo(16, 16).convert("L"), "JPEG")]:
+        np.testing.assert_array_equal(codec.decode(data), codec.from_pil(open_image(data)))
+    assert all(open_image(data).size == (20, 40) for data in turned)
+
+
+def test_multi_frame_jpeg_gives_its_first_frame() -> None:
+    """MPO (phone cameras): a JPEG with extra frames appended."""
+    first, second = photo(), photo().transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    buf = io.BytesIO()
+    first.save(buf, "MPO", save_all=True, append_images=[second])
+    data = buf.getvalue()
+    codec, expected = ImageCodec(), ImageCodec().decode(encode(first, "JPEG"))
+    np.testing.assert_array_equal(codec.decode(data), expected)
+    np.testing.assert_array_equal(codec.from_pil(open_image(data)), expected)
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.98])
+def test_truncated_jpeg_is_invalid_input(cut: float) -> None:
+    data = encode(photo(), "JPEG")
+    with pytest.raises(InvalidInput, match="corrupt or truncated"):
+        ImageCodec().decode(data[:int(len(data) * cut)])
