@@ -76,7 +76,7 @@ def _register_bench(subparsers: Any) -> None:
     p.add_argument("--batch-sizes", default="1,8,32,64")
     p.add_argument("--provider", choices=["cpu", "cuda", "auto"], default="cpu")
     p.add_argument("--no-baseline", action="store_true")
-    p.add_argument("--paired-rounds", type=int, default=3,
+    p.add_argument("--paired-rounds", type=int, default=5,
                    help="image at saturation: rounds of ceiling then server, back to back")
     p.add_argument("--quick", action="store_true",
                    help="under a minute: digit only, short runs, concurrency 1 and 16")
