@@ -31,8 +31,8 @@ def parse_json(body: bytes) -> Any:
         raise InvalidInput(f"malformed JSON: {exc}") from exc
 
 
-async def read_json_object(request: Request) -> dict[str, Any]:
-    data = parse_json(await request.body())
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    data = parse_json(body)
     if not isinstance(data, dict):
         raise InvalidInput(f"request body must be a JSON object, got {type(data).__name__}")
     return data

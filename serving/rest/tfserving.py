@@ -21,7 +21,8 @@ from serving.config import Settings
 from serving.dataplane import DataPlane
 from serving.errors import InvalidInput, ModelNotFound
 from serving.manifest import TensorSpec
-from serving.rest.body import json_response, parse_version, read_json_object, request_deadline
+from serving.rest.body import json_response, parse_json_object, parse_version, request_deadline
+from serving.rest.json_tensors import numeric_tensor
 from serving.rest.payloads import image_bytes, is_b64
 from serving.rest.tensors import NUMPY_TO_TF, first_leaf, to_array
 
@@ -128,8 +129,17 @@ def predict_body(outputs: dict[str, np.ndarray], row: bool) -> dict[str, Any]:
 def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
     router = APIRouter(tags=["tensorflow-serving"])
 
-    async def predict(request: Request, name: str, version: int | None) -> Response:
-        body = await read_json_object(request)
+    def parsed(raw: bytes, name: str,
+               version: int | None) -> tuple[ServedModel, dict[str, np.ndarray], bool]:
+        """(model, inputs, row format?) of a predict body."""
+        if (fast := numeric_tensor(raw, SIGNATURE)) is not None:
+            served = dataplane.model(name, version)
+            specs = served.manifest.inputs
+            if len(specs) == 1 and np.dtype(specs[0].dtype).kind == "f":
+                array, row = fast
+                with np.errstate(over="ignore"):  # past float32's range: inf, refused later
+                    return served, {specs[0].name: array.astype(specs[0].dtype)}, row
+        body = parse_json_object(raw)
         signature = body.get("signature_name", SIGNATURE) or SIGNATURE
         if signature != SIGNATURE:
             raise InvalidInput(f"serving signature name {signature!r} not found; "
@@ -140,6 +150,10 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
         row = "instances" in body
         inputs = row_inputs(served, body["instances"]) if row else \
             columnar_inputs(served, body["inputs"])
+        return served, inputs, row
+
+    async def predict(request: Request, name: str, version: int | None) -> Response:
+        served, inputs, row = parsed(await request.body(), name, version)
         result = await dataplane.infer(served.name, version, inputs, protocol=PROTOCOL,
                                        deadline=request_deadline(request,
                                                                  settings.request_timeout_s))

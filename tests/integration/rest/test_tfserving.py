@@ -73,11 +73,25 @@ async def test_b64_images_and_text_strings(rest_client) -> None:
     ({"inputs": {"pixels": [[0.5] * 784], "extra": [1]}}, "unknown inputs"),
     ({"instances": [["a"] * 784]}, "float32"),
     ({"instances": [[0.5] * 784, [0.5] * 10]}, "ragged"),
+    ({"instances": [[0.5] * 784, [0.5] * 700, [0.5] * 868]}, "ragged"),  # 3 x 784 numbers
 ])
 async def test_predict_errors_use_tf_serving_shape(rest_client, body: dict, message: str) -> None:
     resp = await rest_client.client.post("/v1/models/digit:predict", json=body)
     assert resp.status_code == 400
     assert set(resp.json()) == {"error"} and message in resp.json()["error"]
+
+
+async def test_image_tensor_as_nested_lists(rest_client) -> None:
+    """A 4-D float tensor in "instances" (the fast parse) predicts as the same tensor in v2."""
+    pixels = np.random.default_rng(2).random((2, 150, 150, 3), dtype=np.float32)
+    c = rest_client.client
+    tfs = await c.post("/v1/models/image:predict", json={"instances": pixels.tolist()})
+    v2 = await c.post("/v2/models/image/infer", json={"inputs": [{
+        "name": "image", "shape": [2, 150, 150, 3], "datatype": "FP32",
+        "data": pixels.reshape(-1).tolist()}]})
+    assert tfs.status_code == v2.status_code == 200, tfs.text + v2.text
+    np.testing.assert_allclose(np.array(tfs.json()["predictions"]).reshape(-1),
+                               v2.json()["outputs"][0]["data"], rtol=1e-6)
 
 
 async def test_int_inputs_reject_fractions(rest_client) -> None:
