@@ -3,11 +3,11 @@
 In one run: (1) the in-process ONNX Runtime ceiling per model and batch size, pinned to
 the server's CPUs; (2) the real server (startup to ready, RSS) measured per model,
 protocol and concurrency by a lean asyncio client pinned to the other CPUs (its CPU
-use is measured too); (3) paired rounds for the image model at saturation: the ceiling
-at its best batch size, then the server, alternately, so both see the same moment of a
-shared machine whose speed drifts by ±15% within minutes; (4) the baseline plain
-FastAPI app on the same digit model, same client. Prints a table and the targets;
-writes bench.json, bench.md, bench.png.
+use is measured too); (3) the image model at saturation interleaved with its ceiling:
+rounds of the ceiling at every batch size, then the server, so both sample the same
+moments of a shared machine whose speed drifts by ±15% within seconds; (4) the
+baseline plain FastAPI app on the same digit model, same client. Prints a table and the
+targets; writes bench.json, bench.md, bench.png.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ def paired_rounds(cfg: Namespace, server: ChildProcess, ports: tuple[int, int],
             raw = {b: probe.measure("image", b, seconds) for b in sizes}
             for b, m in raw.items():
                 raw_items[b] += b * m["runs"]
-                raw_seconds[b] += b * m["runs"] / m["items_per_s"]
+                raw_seconds[b] += m["seconds"]
             batch = max(sizes, key=lambda b: raw[b]["items_per_s"])
             row = served_row(cfg, server, *ports, label)
             served.append(row)

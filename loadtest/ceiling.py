@@ -69,7 +69,7 @@ def measure(sess, input_name: str, items: np.ndarray, batch: int, duration_s: fl
     median = statistics.median(times)
     # items_per_s from the mean (what a busy server gets); _at_p50 shrugs off preemptions.
     return {"items_per_s": batch * len(times) / sum(times), "items_per_s_at_p50": batch / median,
-            "p50_ms": 1000 * median, "runs": len(times)}
+            "p50_ms": 1000 * median, "runs": len(times), "seconds": sum(times)}
 
 
 def load(repository: Path, model: str, *, provider: str, threads: int):
