@@ -249,7 +249,7 @@ def run_server(cfg: Namespace) -> tuple[list[Row], dict]:
 
 
 def run_baseline(cfg: Namespace) -> list[Row]:
-    from serving.manifest import list_versions
+    from serving.models.manifest import list_versions
 
     version = list_versions(cfg.repository / "digit")[-1]
     port = free_port()

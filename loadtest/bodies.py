@@ -135,7 +135,7 @@ def text_tensors(p: Payloads, repository: Path | None, model: str = "text",
                  n: int = 64) -> list[np.ndarray]:
     """(1, max_length) int32 token ids using the served model's own tokenizer."""
     from serving.codecs import TextCodec  # numpy-only shared codec
-    from serving.manifest import list_versions, read_manifest
+    from serving.models.manifest import list_versions, read_manifest
 
     if repository is None:
         return []

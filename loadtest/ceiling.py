@@ -27,7 +27,7 @@ import numpy as np
 
 from loadtest import bodies
 from loadtest.payloads import load_payloads
-from serving.manifest import list_versions, read_manifest
+from serving.models.manifest import list_versions, read_manifest
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"],
              "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}

@@ -72,7 +72,7 @@ def build_conv_model(path: Path, height: int = 150, width: int = 150) -> Path:
 def find_model(repository: Path | None, name: str) -> Path | None:
     if repository is None:
         return None
-    from serving.manifest import list_versions
+    from serving.models.manifest import list_versions
     versions = list_versions(repository / name)
     return repository / name / str(versions[-1]) / "model.onnx" if versions else None
 
@@ -89,7 +89,7 @@ def timed_rate(fn: Callable[[], Any], items: int, seconds: float) -> float:
 
 def raw_rates(model_path: Path, providers: Any, sizes: list[int], seconds: float,
               threads: int) -> tuple[list[str], dict[int, tuple[float, float]]]:
-    from serving.runtime import OrtModel
+    from serving.models.runtime import OrtModel
     plain = OrtModel(model_path, providers=providers, intra_op_threads=threads,
                      use_io_binding=False, batch_buckets=[])
     bound = OrtModel(model_path, providers=providers, intra_op_threads=threads,
@@ -151,7 +151,7 @@ def compare_strategies(path: Path, args: argparse.Namespace,
                        deadline: float) -> list[dict[str, Any]]:
     """Per strategy: load/warm-up seconds, ms per batch when sizes alternate, and
     Batcher items/s for several client counts (batch limit: the largest warmed size)."""
-    from serving.runtime import OrtModel
+    from serving.models.runtime import OrtModel
 
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     clients = [int(c) for c in args.strategy_clients.split(",")]
@@ -218,7 +218,7 @@ def single_item_latency(model: Any, seconds: float, args: argparse.Namespace) ->
 def open_model(args: argparse.Namespace) -> tuple[Path, Any]:
     import onnxruntime as ort
 
-    from serving.runtime import OrtModel
+    from serving.models.runtime import OrtModel
 
     repo = Path(args.model_repository) if args.model_repository else None
     path = find_model(repo, args.model)

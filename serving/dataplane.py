@@ -21,13 +21,13 @@ from serving import tasks
 from serving.codecs import DigitCodec, ImageCodec, TextCodec
 from serving.config import Settings
 from serving.errors import InvalidInput, ModelNotFound, ModelNotReady, ServingError, ShuttingDown
-from serving.manifest import Manifest, TensorSpec
+from serving.models.manifest import Manifest, TensorSpec
+from serving.models.watcher import RepositoryControl
 from serving.tasks import Prediction, TaskResult
-from serving.watcher import RepositoryControl
 
 if TYPE_CHECKING:
     from serving.metrics import Metrics
-    from serving.registry import ModelRegistry, ServedModel
+    from serving.models.registry import ModelRegistry, ServedModel
 
 logger = logging.getLogger(__name__)
 __all__ = ["DataPlane", "InferResult", "Prediction", "TaskResult"]
@@ -110,7 +110,7 @@ class DataPlane:
         self.registry = registry
         self.settings = settings
         self.metrics = metrics
-        # Load/unload and repository polling (serving/watcher.py), shared by REST and gRPC.
+        # Load/unload and repository polling (serving/models/watcher.py), shared by REST and gRPC.
         self.repository = RepositoryControl(registry, settings)
         self.draining = False
         self._drain_callbacks: list[Callable[[], Any]] = []

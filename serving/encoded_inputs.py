@@ -17,7 +17,7 @@ from serving import tasks
 from serving.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from serving.registry import ServedModel
+    from serving.models.registry import ServedModel
 
 # Encoded images above this size are decoded in a worker thread (keeps the loop free).
 _THREAD_DECODE_BYTES = 32 * 1024

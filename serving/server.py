@@ -26,7 +26,7 @@ import uvicorn
 from serving.config import Settings
 from serving.dataplane import DataPlane
 from serving.metrics import Metrics
-from serving.registry import ModelRegistry
+from serving.models.registry import ModelRegistry
 from serving.rest.app import create_app
 from serving.rest.hot_protocol import protocol_class
 

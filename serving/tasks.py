@@ -15,7 +15,7 @@ import numpy as np
 
 from serving.codecs import DigitCodec, ImageCodec, TextCodec
 from serving.errors import InvalidInput
-from serving.manifest import Manifest
+from serving.models.manifest import Manifest
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from serving.codecs import DigitCodec, ImageCodec, TextCodec
-from serving.manifest import (
+from serving.models.manifest import (
     MANIFEST_FILE,
     Manifest,
     list_models,

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.manifest import MODEL_FILE, Manifest, TensorSpec, sha256_file, write_manifest
+from serving.models.manifest import MODEL_FILE, Manifest, TensorSpec, sha256_file, write_manifest
 from training import convert, verify
 from training.errors import ExportError
 from training.run import load_run

@@ -31,7 +31,7 @@ from serving.grpc.generated.xla.tsl.protobuf import error_codes_pb2
 from serving.grpc.inputs import feature_item
 
 if TYPE_CHECKING:
-    from serving.registry import ServedModel
+    from serving.models.registry import ServedModel
 
 PROTOCOL = "grpc"
 SIGNATURE = "serving_default"

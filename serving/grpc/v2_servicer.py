@@ -121,7 +121,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     @map_errors
     async def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest,
                                   context: Context) -> pb.RepositoryModelLoadResponse:
-        """Load, or reload in place, a model from the repository (serving/watcher.py)."""
+        """Load, or reload in place, a model from the repository (serving/models/watcher.py)."""
         name = repository_model_name(request)
         await self.dataplane.repository.load_model(name)
         return pb.RepositoryModelLoadResponse(model_name=name, isLoaded=True)

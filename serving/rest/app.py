@@ -13,11 +13,11 @@ from serving.auth import load_api_keys
 from serving.config import Settings
 from serving.dataplane import DataPlane
 from serving.rest import metrics as metrics_routes
-from serving.rest import repository, tasks, tfserving, v2
+from serving.rest import repository, task_routes, tfserving, v2
 from serving.rest.docs import install_docs
 from serving.rest.errors import install_error_handlers
-from serving.rest.fastlane import FastLane
-from serving.rest.hot_protocol import HotLane
+from serving.rest.hot_asgi import AsgiHotLane
+from serving.rest.hot_protocol import ProtocolHotLane
 from serving.rest.lifetime import RequestLifetimeMiddleware
 from serving.rest.middleware import GatewayMiddleware
 
@@ -38,13 +38,13 @@ class ServingApp(FastAPI):
     wrappers, body limit, route regexes, dependency solving) were half of it. The hot
     lane runs the same endpoint functions behind only the layers they need: CORS when
     enabled, arrival and disconnect (lifetime.py), API keys and size limits
-    (middleware.py), and the app's error shapes (fastlane.py).
+    (middleware.py), and the app's error shapes (hot_asgi.py).
     """
 
     hot_paths: frozenset[str] = frozenset()
     hot_lane: ASGIApp | None = None
     # The same routes for the HTTP protocol to answer without ASGI (hot_protocol.py).
-    protocol_lane: HotLane | None = None
+    protocol_lane: ProtocolHotLane | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (self.hot_lane is not None and scope["type"] == "http"
@@ -67,22 +67,22 @@ def create_app(settings: Settings, dataplane: DataPlane, metrics: Metrics | None
     app.state.dataplane = dataplane
     app.state.settings = settings
     install_error_handlers(app)
-    task_routes = tasks.endpoints(dataplane, settings)
-    app.include_router(tasks.build_router(task_routes))
+    hot_routes = task_routes.endpoints(dataplane, settings)
+    app.include_router(task_routes.build_router(hot_routes))
     app.include_router(tfserving.build_router(dataplane, settings))
     app.include_router(v2.build_router(dataplane, settings))
     app.include_router(repository.build_router(dataplane))
     app.include_router(metrics_routes.build_router(metrics))
     install_docs(app)
     layers = _layers(settings)
-    hot: ASGIApp = FastLane(task_routes)
+    hot: ASGIApp = AsgiHotLane(hot_routes)
     for cls, options in layers:  # innermost first; add_middleware puts the last outermost
         app.add_middleware(cls, **options)
         hot = cls(hot, **options)  # the hot task routes: the same layers, not FastAPI's
         if isinstance(hot, GatewayMiddleware):
             gateway = hot
-    app.hot_paths, app.hot_lane = frozenset(task_routes), hot
-    app.protocol_lane = HotLane(task_routes, gateway, cors=bool(settings.cors_origins))
+    app.hot_paths, app.hot_lane = frozenset(hot_routes), hot
+    app.protocol_lane = ProtocolHotLane(hot_routes, gateway, cors=bool(settings.cors_origins))
     return app
 
 

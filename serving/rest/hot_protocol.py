@@ -31,13 +31,13 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 
 from serving.errors import PayloadTooLarge
 from serving.rest.errors import error_response, serving_error_response
-from serving.rest.fastlane import Endpoint, answer
+from serving.rest.hot_asgi import Endpoint, answer
 from serving.rest.middleware import GatewayMiddleware
 
 logger = logging.getLogger(__name__)
 
 
-class HotLane:
+class ProtocolHotLane:
     """What the protocol needs to answer the hot routes itself."""
 
     def __init__(self, routes: Mapping[str, Endpoint], gateway: GatewayMiddleware, *,
@@ -124,7 +124,7 @@ async def _send(cycle: RequestResponseCycle, response: Any) -> None:
     await cycle.send({"type": "http.response.body", "body": response.body})
 
 
-def protocol_class(lane: HotLane) -> type[HttpToolsProtocol]:
+def protocol_class(lane: ProtocolHotLane) -> type[HttpToolsProtocol]:
     """An HttpToolsProtocol subclass bound to ``lane`` (uvicorn.Config(http=...))."""
 
     class HotHttpToolsProtocol(HttpToolsProtocol):
@@ -151,7 +151,7 @@ def protocol_class(lane: HotLane) -> type[HttpToolsProtocol]:
     return HotHttpToolsProtocol
 
 
-async def _run(cycle: RequestResponseCycle, lane: HotLane, endpoint: Endpoint) -> None:
+async def _run(cycle: RequestResponseCycle, lane: ProtocolHotLane, endpoint: Endpoint) -> None:
     try:
         await lane.serve(cycle, endpoint)
     except asyncio.CancelledError:

@@ -20,14 +20,14 @@ from serving.codecs import DigitCodec, ImageCodec, TextCodec
 from serving.config import Settings
 from serving.dataplane import DataPlane
 from serving.errors import InvalidInput, ModelNotFound
-from serving.manifest import TensorSpec
+from serving.models.manifest import TensorSpec
 from serving.rest.body import json_response, parse_json_object, parse_version, request_deadline
 from serving.rest.json_tensors import numeric_tensor
 from serving.rest.payloads import image_bytes, is_b64
 from serving.rest.tensors import NUMPY_TO_TF, first_leaf, to_array
 
 if TYPE_CHECKING:
-    from serving.registry import ServedModel
+    from serving.models.registry import ServedModel
 
 PROTOCOL = "rest"
 SIGNATURE = "serving_default"

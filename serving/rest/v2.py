@@ -17,7 +17,7 @@ from serving.config import Settings
 from serving.dataplane import DataPlane
 from serving.encoded_inputs import decode_string_inputs
 from serving.errors import InvalidInput
-from serving.manifest import TensorSpec
+from serving.models.manifest import TensorSpec
 from serving.rest import v2_binary
 from serving.rest.body import json_response, parse_json, parse_version, request_deadline
 from serving.rest.errors import error_response
@@ -25,7 +25,7 @@ from serving.rest.tensors import to_array, v2_shape
 from serving.v2_datatypes import NUMPY_TO_V2, V2_TO_NUMPY
 
 if TYPE_CHECKING:
-    from serving.registry import ServedModel
+    from serving.models.registry import ServedModel
 
 PROTOCOL = "rest"
 PLATFORM = "onnxruntime_onnx"

@@ -13,8 +13,8 @@ import grpc
 import numpy as np
 import pytest
 
-from serving.manifest import MODEL_FILE, sha256_file
-from serving.watcher import RepositoryControl
+from serving.models.manifest import MODEL_FILE, sha256_file
+from serving.models.watcher import RepositoryControl
 from tests.fixtures.tiny_models import digit_model, write_model_version
 
 ZERO_DIGIT = {"input": [0.0] * 784}
@@ -197,7 +197,7 @@ async def test_grpc_load_unload_ours_and_tritons(make_grpc_app, report):
 
 
 def test_version_signature_sees_size_and_mtime_changes(tmp_path: Path):
-    from serving.watcher import version_signature
+    from serving.models.watcher import version_signature
 
     path = write_model_version(tmp_path, "digit", 1, digit_model())
     first = version_signature(path)

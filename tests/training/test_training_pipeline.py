@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from serving.codecs import TextCodec
-from serving.manifest import list_versions, read_manifest, sha256_file
+from serving.models.manifest import list_versions, read_manifest, sha256_file
 
 pytestmark = pytest.mark.slow
 ort = pytest.importorskip("onnxruntime")

@@ -20,7 +20,7 @@ from serving.errors import (
     Overloaded,
     ShuttingDown,
 )
-from serving.runtime import OrtModel
+from serving.models.runtime import OrtModel
 from tests.fixtures.tiny_models import digit_reference, failing_model, wrong_batch_model
 
 

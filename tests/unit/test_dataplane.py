@@ -7,7 +7,7 @@ import pytest
 
 from serving.dataplane import validate_inputs, validate_tensor
 from serving.errors import InvalidInput, ModelNotFound
-from serving.manifest import TensorSpec
+from serving.models.manifest import TensorSpec
 from serving.tasks import probabilities, to_predictions
 from tests.fixtures.tiny_models import digit_reference
 

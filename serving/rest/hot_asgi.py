@@ -25,7 +25,7 @@ from serving.rest.errors import (
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-class FastLane:
+class AsgiHotLane:
     def __init__(self, routes: Mapping[str, Endpoint]) -> None:
         self.routes = dict(routes)  # exact POST path -> endpoint
 

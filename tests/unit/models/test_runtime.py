@@ -9,8 +9,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from serving import runtime
-from serving.runtime import CPU, CUDA, OrtModel
+from serving.models import runtime
+from serving.models.runtime import CPU, CUDA, OrtModel
 from tests.fixtures.tiny_models import digit_reference, image_model, text_model
 
 
@@ -33,7 +33,7 @@ def test_specs_of_int_and_4d_inputs(tiny_model_file):
 def test_provider_choice_without_cuda(monkeypatch, caplog):
     monkeypatch.setattr(ort, "get_available_providers", lambda: [CPU])
     assert runtime.resolve_providers("auto") == [CPU]
-    with caplog.at_level(logging.WARNING, logger="serving.runtime"):
+    with caplog.at_level(logging.WARNING, logger="serving.models.runtime"):
         assert runtime.resolve_providers("cuda") == [CPU]
     assert "CUDA was requested" in caplog.text
 

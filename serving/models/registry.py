@@ -18,12 +18,12 @@ import logging
 import time
 from pathlib import Path
 
-from serving import manifest as repo
 from serving.batching import Batcher
 from serving.config import Settings
 from serving.errors import ModelNotFound, ModelNotReady
 from serving.metrics import Metrics
-from serving.served_model import (
+from serving.models import manifest as repo
+from serving.models.served_model import (
     AVAILABLE,
     END,
     FAILED,

@@ -20,8 +20,8 @@ from serving.batching import Batcher
 from serving.codecs import DigitCodec, ImageCodec, TextCodec
 from serving.config import Settings
 from serving.errors import InferenceFailed, ModelNotReady
-from serving.manifest import BatchingConfig, Manifest, TensorSpec, read_manifest, sha256_file
-from serving.runtime import OrtModel
+from serving.models.manifest import BatchingConfig, Manifest, TensorSpec, read_manifest, sha256_file
+from serving.models.runtime import OrtModel
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from serving.codecs import DigitCodec, ImageCodec, TextCodec
 from serving.config import Settings
 from serving.errors import ModelNotFound, ModelNotReady, ShuttingDown
 from serving.metrics import Metrics
-from serving.registry import ModelRegistry, VersionPolicy
-from serving.served_model import warmup_sizes
+from serving.models.registry import ModelRegistry, VersionPolicy
+from serving.models.served_model import warmup_sizes
 from tests.fixtures.tiny_models import (
     digit_model,
     digit_reference,

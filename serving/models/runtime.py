@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
-from serving.manifest import TensorSpec
+from serving.models.manifest import TensorSpec
 
 log = logging.getLogger(__name__)
 

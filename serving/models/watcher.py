@@ -27,12 +27,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from serving import manifest as repo
 from serving.config import Settings
 from serving.errors import InvalidInput, ModelNotFound, ModelNotReady
+from serving.models import manifest as repo
 
 if TYPE_CHECKING:
-    from serving.registry import ModelRegistry, ServedModel
+    from serving.models.registry import ModelRegistry, ServedModel
 
 log = logging.getLogger(__name__)
 

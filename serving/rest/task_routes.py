@@ -12,7 +12,7 @@ from serving.config import Settings
 from serving.dataplane import DataPlane
 from serving.errors import InvalidInput
 from serving.rest.body import json_response, parse_version, query_int, request_deadline
-from serving.rest.fastlane import Endpoint
+from serving.rest.hot_asgi import Endpoint
 from serving.rest.payloads import image_bytes, is_b64, read_payload
 
 PROTOCOL = "rest"
