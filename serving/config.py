@@ -104,8 +104,29 @@ class Settings(BaseSettings):
         default=0.0, ge=0,
         description="seconds between scans of the repository for new, changed or removed "
                     "versions (0: no watching)")
+    # Kubernetes routes per pod, not per model: a pod that cannot answer for one of its
+    # models must leave the Service's endpoints (docs/deployment.md, Readiness).
+    strict_readiness: bool = Field(
+        default=True,
+        description="ready only while every model the server is configured to serve has an "
+                    "available version (one loading, failed, or unloaded on request makes it "
+                    "not ready); false: ready once the first load finished, whatever failed")
+    # Off by default, as in Triton (model control mode NONE): the server binds every
+    # address and needs no key unless configured, so an open load/unload would let
+    # anyone who reaches the port take models out of service.
+    repository_api: bool = Field(
+        default=False,
+        description="enable the repository management API: load/unload over REST "
+                    "(/v2/repository/models/NAME/load|unload) and gRPC (RepositoryModelLoad/"
+                    "Unload); off: they answer 403 / PERMISSION_DENIED (the index stays "
+                    "readable)")
 
-    # Access control (off unless keys are given).
+    # Access control (off unless keys are given; required where require_api_keys says so).
+    require_api_keys: bool = Field(
+        default=False,
+        description="refuse to start (exit status 2) when no API key is configured, so a "
+                    "deployment whose key Secret is missing or empty never serves an open "
+                    "server; false: running without keys is intended")
     api_keys: list[str] = Field(
         default_factory=list,
         description="API keys accepted as 'Authorization: Bearer' or 'x-api-key' (off when "

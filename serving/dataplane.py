@@ -120,7 +120,15 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
-        return bool(self.registry.ready) and not self.draining
+        """Loaded, not draining, and (strict_readiness) able to answer for every model the
+        server is configured to serve: REST /v2/health/ready, gRPC ServerReady and health."""
+        if not self.registry.ready or self.draining:
+            return False
+        return not self.settings.strict_readiness or not self.unavailable_models()
+
+    def unavailable_models(self) -> list[str]:
+        """Configured models with no available version (loading, failed, unloaded)."""
+        return self.registry.unavailable(self.repository.unloaded)
 
     def on_draining(self, callback: Callable[[], Any]) -> None:
         """Call ``callback`` once when draining starts (e.g. gRPC health → NOT_SERVING)."""

@@ -30,6 +30,13 @@ class Unauthenticated(ServingError):
     grpc_code = "UNAUTHENTICATED"
 
 
+class PermissionDenied(ServingError):
+    """Refused by the server's configuration (e.g. the management API is off), not retryable."""
+
+    http_status = 403
+    grpc_code = "PERMISSION_DENIED"
+
+
 class ModelNotFound(ServingError):
     http_status = 404
     grpc_code = "NOT_FOUND"

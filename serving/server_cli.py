@@ -68,7 +68,25 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     if not Path(settings.model_repository).is_dir():
         raise CLIError(f"model repository {settings.model_repository} is not a folder "
                        f"(build the default models with `modelserve build-models`)")
+    check_api_keys(settings)
     return settings
+
+
+def check_api_keys(settings: Any) -> None:
+    """The keys file must be readable; with require_api_keys, some key must be set."""
+    from serving.auth import load_api_keys
+    from serving.cli import CLIError
+
+    try:
+        keys = load_api_keys(settings)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CLIError(f"cannot read the API keys file {settings.api_keys_file}: "
+                       f"{getattr(exc, 'strerror', None) or exc}") from exc
+    if settings.require_api_keys and not keys:
+        raise CLIError("no API key is configured (MODELSERVE_API_KEYS or the file named by "
+                       "MODELSERVE_API_KEYS_FILE) and MODELSERVE_REQUIRE_API_KEYS is set: "
+                       "refusing to serve without keys (set it to false to run an open "
+                       "server on purpose)")
 
 
 def serve(args: argparse.Namespace) -> int:

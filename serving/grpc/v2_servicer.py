@@ -121,7 +121,9 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     @map_errors
     async def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest,
                                   context: Context) -> pb.RepositoryModelLoadResponse:
-        """Load, or reload in place, a model from the repository (serving/models/watcher.py)."""
+        """Load, or reload in place, a model from the repository (serving/models/watcher.py);
+        PERMISSION_DENIED unless the repository_api setting enables it."""
+        self.dataplane.repository.check_api()
         name = repository_model_name(request)
         await self.dataplane.repository.load_model(name)
         return pb.RepositoryModelLoadResponse(model_name=name, isLoaded=True)
@@ -129,6 +131,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     @map_errors
     async def RepositoryModelUnload(self, request: pb.RepositoryModelUnloadRequest,
                                     context: Context) -> pb.RepositoryModelUnloadResponse:
+        self.dataplane.repository.check_api()
         name = repository_model_name(request)
         await self.dataplane.repository.unload_model(name)
         return pb.RepositoryModelUnloadResponse(model_name=name, isUnloaded=True)

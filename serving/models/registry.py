@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import logging
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 from serving.batching import Batcher
@@ -99,6 +100,22 @@ class ModelRegistry:
             detail = f": {served.error}" if served.error else ""
             raise ModelNotReady(f"version {version} of model {name!r} is {served.state}{detail}")
         return served
+
+    def unavailable(self, unloaded: Collection[str] = ()) -> list[str]:
+        """Models the server is configured to serve that have no AVAILABLE version now.
+
+        Configured: a model with a version loading or failed, and every model in
+        ``unloaded`` (unloaded on request, and kept so until loaded again). A model whose
+        versions are draining or ended without a request left the repository, so it is
+        no longer configured. An in-place reload or a new version keeps the serving copy
+        AVAILABLE until its successor is, so neither ever shows up here.
+        """
+        missing = []
+        for name, versions in self._versions.items():
+            states = {m.state for m in versions.values()}
+            if AVAILABLE not in states and (name in unloaded or states & {LOADING, FAILED}):
+                missing.append(name)
+        return sorted(missing)
 
     def knows(self, name: str) -> bool:
         """Whether any version of ``name`` was ever loaded (in any state)."""

@@ -14,8 +14,12 @@ Promises (docs/reliability.md):
   untouched;
 - a served version whose files changed, or an explicit load, is reloaded in place:
   the old copy serves until the new one is warm (``ModelRegistry.replace_version``);
-- an explicitly unloaded model stays unloaded (polling ignores it) until loaded again.
-The server's readiness never depends on one model, so it does not flap.
+- an explicitly unloaded model stays unloaded (polling ignores it) until loaded again,
+  and (with strict_readiness) keeps the server not ready meanwhile;
+- load and unload on request only when the repository_api setting enables them
+  (403 / PERMISSION_DENIED otherwise); polling is not affected.
+Reloads and new versions never leave a model without an AVAILABLE version, so
+readiness does not flap while they happen (ModelRegistry.unavailable).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from serving.config import Settings
-from serving.errors import InvalidInput, ModelNotFound, ModelNotReady
+from serving.errors import InvalidInput, ModelNotFound, ModelNotReady, PermissionDenied
 from serving.models import manifest as repo
 
 if TYPE_CHECKING:
@@ -38,6 +42,8 @@ log = logging.getLogger(__name__)
 
 Signature = tuple[tuple[str, int, int], ...]  # (relative path, size, mtime_ns) per file
 Scan = dict[str, dict[int, Signature]]
+API_DISABLED = ("the repository management API is disabled on this server (setting "
+                "repository_api): models cannot be loaded or unloaded on request")
 _MAX_FILES = 10_000  # a version directory is a handful of files; bound the walk anyway
 
 
@@ -69,6 +75,7 @@ class RepositoryControl:
     def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
         self.registry = registry
         self.poll_s = settings.repository_poll_s
+        self.api_enabled = settings.repository_api
         self._lock = asyncio.Lock()
         self._held: set[str] = set()  # explicitly unloaded: polling leaves them alone
         self._seen: dict[tuple[str, int], Signature] = {}  # the previous scan
@@ -124,8 +131,19 @@ class RepositoryControl:
             self.polls += 1
 
     # Management API ----------------------------------------------------------
+    @property
+    def unloaded(self) -> frozenset[str]:
+        """Models unloaded on request and not loaded again since."""
+        return frozenset(self._held)
+
+    def check_api(self) -> None:
+        """Refuse load/unload on request unless the repository_api setting enables them."""
+        if not self.api_enabled:
+            raise PermissionDenied(API_DISABLED)
+
     async def load_model(self, name: str) -> list[ServedModel]:
         """Load (or reload in place) the versions the policy wants; raise if none serves."""
+        self.check_api()
         if not self.registry.ready:
             raise ModelNotReady("the server is still loading its models")
         async with self._lock:
@@ -145,6 +163,7 @@ class RepositoryControl:
 
     async def unload_model(self, name: str) -> None:
         """Drain and unload every version; polling leaves the model alone afterwards."""
+        self.check_api()
         async with self._lock:
             live = [m for m in self.registry.models()
                     if m.name == name and m.state in ("AVAILABLE", "FAILED", "LOADING")]

@@ -5,7 +5,9 @@ wants, or reloads them in place when they already serve (the old copy answers un
 the new one is warm); ``.../unload`` drains and unloads every version and keeps the
 model unloaded (polling included) until it is loaded again. As in Triton, success
 is 200 with an empty body and failure 400 with ``{"error": "..."}``. The API key
-middleware protects these routes like every other non-health route.
+middleware protects these routes like every other non-health route. Unless the
+repository_api setting enables them they answer 403 before the body is read (Triton,
+with model control off, answers 503, which clients and balancers take as "retry").
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def build_router(dataplane: DataPlane) -> APIRouter:
     @router.post("/v2/repository/models/{name}/load")
     async def load(name: str, request: Request) -> Response:
         """Load the model's wanted versions, or reload them in place (zero downtime)."""
+        control.check_api()
         await _parameters(request)
         loaded = await control.load_model(name)
         logger.info("loaded %s versions %s on request", name, [m.version for m in loaded])
@@ -59,6 +62,7 @@ def build_router(dataplane: DataPlane) -> APIRouter:
     @router.post("/v2/repository/models/{name}/unload")
     async def unload(name: str, request: Request) -> Response:
         """Drain and unload every version; stays unloaded until loaded again."""
+        control.check_api()
         await _parameters(request)
         await control.unload_model(name)
         logger.info("unloaded %s on request", name)

@@ -127,6 +127,7 @@ async def test_rest_load_reloads_in_place_and_unload_holds(polled, report):
     server_ready = await c.get("/v2/health/ready")
     assert (await c.post("/v2/repository/models/digit/load")).status_code == 200
     back = await c.post("/v1/digit:predict", json=ZERO_DIGIT)
+    ready_again = await c.get("/v2/health/ready")
     missing = await c.post("/v2/repository/models/nothing/load")
     inline = await c.post("/v2/repository/models/digit/load",
                           json={"parameters": {"config": "{}"}})
@@ -134,7 +135,8 @@ async def test_rest_load_reloads_in_place_and_unload_holds(polled, report):
            server_ready=server_ready.status_code, after_load=back.status_code,
            unknown_model=missing.status_code, inline_config=inline.status_code)
     assert gone.status_code == 503 and ready.status_code == 400
-    assert server_ready.status_code == 200  # one model's lifecycle never flips readiness
+    # strict readiness: an unloaded model takes the server out of rotation until loaded again
+    assert server_ready.status_code == 503 and ready_again.status_code == 200
     assert back.status_code == 200
     assert missing.status_code == 400 and "nothing" in missing.json()["error"]
     assert inline.status_code == 400
