@@ -128,7 +128,7 @@ class DataPlane:
 
     def unavailable_models(self) -> list[str]:
         """Configured models with no available version (loading, failed, unloaded)."""
-        return self.registry.unavailable(self.repository.unloaded)
+        return self.registry.unavailable()
 
     def on_draining(self, callback: Callable[[], Any]) -> None:
         """Call ``callback`` once when draining starts (e.g. gRPC health → NOT_SERVING)."""

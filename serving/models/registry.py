@@ -16,7 +16,6 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-from collections.abc import Collection
 from pathlib import Path
 
 from serving.batching import Batcher
@@ -51,6 +50,7 @@ class ModelRegistry:
         self._versions: dict[str, dict[int, ServedModel]] = {}
         self._loaded = False
         self._closing = False
+        self._retired: set[str] = set()  # left the repository (see unavailable())
         self._lock = asyncio.Lock()
 
     @property
@@ -101,21 +101,18 @@ class ModelRegistry:
             raise ModelNotReady(f"version {version} of model {name!r} is {served.state}{detail}")
         return served
 
-    def unavailable(self, unloaded: Collection[str] = ()) -> list[str]:
-        """Models the server is configured to serve that have no AVAILABLE version now.
+    def unavailable(self) -> list[str]:
+        """Models the server is configured to serve that have no AVAILABLE version now:
+        loading, failed, or unloaded on request. A model retired because it left the
+        repository is no longer configured. An in-place reload or a new version keeps
+        the serving copy AVAILABLE until its successor is, so neither shows up here."""
+        return sorted(name for name, versions in self._versions.items()
+                      if name not in self._retired
+                      and all(m.state != AVAILABLE for m in versions.values()))
 
-        Configured: a model with a version loading or failed, and every model in
-        ``unloaded`` (unloaded on request, and kept so until loaded again). A model whose
-        versions are draining or ended without a request left the repository, so it is
-        no longer configured. An in-place reload or a new version keeps the serving copy
-        AVAILABLE until its successor is, so neither ever shows up here.
-        """
-        missing = []
-        for name, versions in self._versions.items():
-            states = {m.state for m in versions.values()}
-            if AVAILABLE not in states and (name in unloaded or states & {LOADING, FAILED}):
-                missing.append(name)
-        return sorted(missing)
+    def retire(self, name: str) -> None:
+        """``name`` left the repository: its unloading no longer counts as unavailable."""
+        self._retired.add(name)
 
     def knows(self, name: str) -> bool:
         """Whether any version of ``name`` was ever loaded (in any state)."""
@@ -130,6 +127,7 @@ class ModelRegistry:
         """Load (or re-load) one version; it serves only once warmed."""
         path = self.repository / name / str(version)
         served = ServedModel(name, version, path)
+        self._retired.discard(name)
         previous = self._versions.setdefault(name, {}).get(version)
         if previous is not None and previous.state in (LOADING, AVAILABLE):
             return previous
@@ -225,6 +223,8 @@ class ModelRegistry:
                      if (m.name, m.version) not in wanted and m.state in (AVAILABLE, FAILED)
                      and (m.name in serving or m.name not in chosen)]
             for name, version in stale:
+                if name not in chosen:
+                    self.retire(name)
                 await self.unload_version(name, version)
 
     async def close(self, drain_timeout_s: float = 0.0) -> None:

@@ -131,11 +131,6 @@ class RepositoryControl:
             self.polls += 1
 
     # Management API ----------------------------------------------------------
-    @property
-    def unloaded(self) -> frozenset[str]:
-        """Models unloaded on request and not loaded again since."""
-        return frozenset(self._held)
-
     def check_api(self) -> None:
         """Refuse load/unload on request unless the repository_api setting enables them."""
         if not self.api_enabled:
@@ -180,6 +175,8 @@ class RepositoryControl:
         wanted = self.registry.policy.select(sorted(versions))
         results = [await self._bring_up(name, v, versions[v], force) for v in wanted]
         serving = any(self._state(name, v) == "AVAILABLE" for v in wanted)
+        if removed:
+            self.registry.retire(name)  # not expected any more: readiness ignores it
         if serving or removed:
             for served in [m for m in self.registry.models() if m.name == name]:
                 if served.version not in wanted and served.state in ("AVAILABLE", "FAILED"):
