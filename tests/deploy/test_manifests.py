@@ -1,4 +1,4 @@
-"""Contracts between the manifests, the server's settings and its metrics (no tools needed)."""
+"""Contracts between the rendered manifests, the server's settings and its metrics."""
 
 from __future__ import annotations
 

@@ -39,9 +39,9 @@ def test_every_kustomization_renders(rendered: dict[str, str]) -> None:
     kinds = {name: sorted({d["kind"] for d in documents(text)}) for name, text in rendered.items()}
     assert kinds["cpu"] == kinds["gpu"] == sorted(
         ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Namespace", "NetworkPolicy",
-         "PodDisruptionBudget", "Service", "ServiceAccount"])
+         "PodDisruptionBudget", "Secret", "Service", "ServiceAccount"])
     assert "ServiceMonitor" in kinds["cpu+servicemonitor"]
-    assert kinds["kserve"] == ["InferenceService", "ServiceAccount"]
+    assert kinds["kserve"] == ["InferenceService", "Secret", "ServiceAccount"]
     assert kinds["prometheus-adapter"] == ["ConfigMap"]
 
 
