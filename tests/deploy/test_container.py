@@ -2,12 +2,18 @@
 
 The build uses a locally made Debian base and a pre-downloaded wheelhouse
 (deploy/scripts/build-image.sh), so no registry has to be reachable. The container gets
-the settings and the grace period of the Kubernetes manifests, so their timings are what
-is checked here. Skipped only where podman cannot be installed (not root, no apt-get).
+the settings, the API keys mount and the grace period of the Kubernetes manifests, so
+what is checked here is what a pod would do: it refuses to start with the shipped (empty)
+keys Secret, and with a key it serves, answers the probes and drains on SIGTERM.
+
+`make test` installs podman, runc and mmdebstrap with apt-get (deploy/scripts/podman-setup.sh).
+These tests are skipped only where that cannot happen: not root, or no apt-get (the skip
+says which); anything else that goes wrong (the setup, the base image, the build) fails.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import time
@@ -15,6 +21,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -28,6 +35,9 @@ from tests.fixtures.tiny_models import digit_reference, write_default_models
 pytestmark = [pytest.mark.slow, pytest.mark.container]
 IMAGE = "localhost/modelserve:pytest"
 BUILD_TIMEOUT_S = 900
+
+
+KEY = "container-test-key-3b9e"
 
 
 @dataclass
@@ -46,10 +56,13 @@ def podman(*args: str, timeout: float = 60, check: bool = True) -> subprocess.Co
     return result
 
 
-def http(url: str, body: dict | None = None, timeout: float = 5) -> tuple[int, dict]:
+def http(url: str, body: dict | None = None, timeout: float = 5,
+         key: str | None = KEY) -> tuple[int, dict]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data,
-                                     headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"{}")
@@ -91,29 +104,67 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def deployment(kubectl: str) -> dict:
-    """The cpu overlay's Deployment and settings: the container runs with them."""
+    """The cpu overlay's Deployment, settings and keys Secret: the container runs with them."""
     docs = documents(kustomize(kubectl, KUSTOMIZATIONS["cpu"]))
-    return {"deployment": find(docs, "Deployment"), "settings": find(docs, "ConfigMap")["data"]}
+    return {"deployment": find(docs, "Deployment"), "settings": find(docs, "ConfigMap")["data"],
+            "keys": find(docs, "Secret")["data"]}
 
 
-@pytest.fixture(scope="module")
-def container(image: str, deployment: dict) -> Iterator[Container]:
-    http_port, grpc_port = free_port(), free_port()
-    name = f"modelserve-pytest-{http_port}"
-    # The manifests' settings, bound to loopback on free ports (host network: nothing else
-    # can reach it). The image's own dumb-init is PID 1: no --init.
+def keys_mount(deployment: dict, directory: Path, content: bytes | None = None) -> list[str]:
+    """podman arguments mounting a keys folder where the pod mounts the Secret (read-only,
+    readable by the image's user): the Secret's own file, or ``content`` in its place."""
+    target = Path(deployment["settings"]["MODELSERVE_API_KEYS_FILE"])
+    (name, encoded), = deployment["keys"].items()
+    assert name == target.name
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o755)
+    (directory / name).write_bytes(base64.b64decode(encoded) if content is None else content)
+    (directory / name).chmod(0o644)
+    return ["-v", f"{directory}:{target.parent}:ro"]
+
+
+def run_args(deployment: dict, http_port: int, grpc_port: int) -> list[str]:
+    """The manifests' settings and security options, bound to loopback on free ports
+    (host network: nothing else can reach it). The image's dumb-init is PID 1: no --init."""
     settings = deployment["settings"] | {
         "MODELSERVE_HOST": "127.0.0.1", "MODELSERVE_HTTP_PORT": str(http_port),
         "MODELSERVE_GRPC_PORT": str(grpc_port), "MODELSERVE_WARMUP_BATCH_SIZES": "[1]"}
     env = [arg for key, value in settings.items() for arg in ("-e", f"{key}={value}")]
-    podman("run", "-d", "--name", name, "--network", "host", "--read-only",
-           "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-           *env, image)
+    return ["--network", "host", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
+            "--security-opt", "no-new-privileges", *env]
+
+
+def test_the_shipped_keys_secret_keeps_the_container_from_starting(
+        image: str, deployment: dict, tmp_path: Path) -> None:
+    """As a pod applied from the overlay unedited: exit status 2, one line saying why."""
+    name = f"modelserve-pytest-nokeys-{free_port()}"
+    podman("run", "-d", "--name", name, *run_args(deployment, free_port(), free_port()),
+           *keys_mount(deployment, tmp_path / "keys"), image)
+    try:
+        status = podman("wait", name, timeout=120).stdout.strip()
+        logs = podman("logs", name)  # the container's own output, not podman's
+    finally:
+        podman("rm", "-f", "-t", "0", name, check=False)
+    lines = (logs.stdout + logs.stderr).strip().splitlines()
+    assert status == "2", (status, lines[-20:])
+    assert len(lines) == 1 and "no API key is configured" in lines[0], lines
+
+
+@pytest.fixture(scope="module")
+def container(image: str, deployment: dict, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[Container]:
+    http_port, grpc_port = free_port(), free_port()
+    name = f"modelserve-pytest-{http_port}"
+    keys = keys_mount(deployment, tmp_path_factory.mktemp("keys") / "api-keys",
+                      f"# the test's key\n{KEY}\n".encode())
+    podman("run", "-d", "--name", name, *run_args(deployment, http_port, grpc_port), *keys,
+           image)
     spec = deployment["deployment"]["spec"]["template"]["spec"]
     handle = Container(name, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}",
                        spec["terminationGracePeriodSeconds"], spec["containers"][0])
     try:
-        wait_until(lambda: http(f"{handle.url}/v2/health/ready")[0] == 200, 90, "readiness")
+        wait_until(lambda: http(f"{handle.url}/v2/health/ready", key=None)[0] == 200, 90,
+                   "readiness")
         yield handle
     finally:
         logs = podman("logs", name, check=False)
@@ -142,6 +193,8 @@ def test_image_runs_as_the_manifests_non_root_user(container: Container) -> None
 
 def test_prediction_through_the_container(container: Container) -> None:
     body, expected = digit_request()
+    assert http(f"{container.url}/v1/digit:predict", body, key=None)[0] == 401
+    assert http(f"{container.url}/v2/repository/models/digit/unload", {})[0] == 403
     status, answer = http(f"{container.url}/v1/digit:predict", body)
     assert status == 200, answer
     assert answer["model_name"] == "digit"
@@ -153,8 +206,8 @@ def test_prediction_through_the_container(container: Container) -> None:
 def test_the_probes_of_the_manifests_answer(container: Container) -> None:
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         spec = container.deployment[probe]
-        if "httpGet" in spec:
-            status, _ = http(f"{container.url}{spec['httpGet']['path']}")
+        if "httpGet" in spec:  # the kubelet sends no API key
+            status, _ = http(f"{container.url}{spec['httpGet']['path']}", key=None)
             assert status == 200, probe
         else:  # the kubelet's gRPC probe is grpc.health.v1 Check with service ""
             assert "grpc" in spec, probe
@@ -173,7 +226,7 @@ def test_stop_drains_and_exits_within_the_grace_period(container: Container) -> 
     stop = subprocess.Popen(["podman", "stop", "-t", str(container.grace_s), container.name],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_until(lambda: http(f"{container.url}/v2/health/ready")[0] == 503, 5,
+        wait_until(lambda: http(f"{container.url}/v2/health/ready", key=None)[0] == 503, 5,
                    "readiness to turn false after SIGTERM")
         # Draining: out of rotation but alive, and requests still answered.
         assert http(f"{container.url}/v2/health/live")[0] == 200
