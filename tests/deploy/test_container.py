@@ -101,7 +101,8 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # the base image stays for the next run (build-image.sh reuses it: no mmdebstrap).
     base = podman("image", "inspect", "--format", "{{.Id}}", BASE_IMAGE, check=False)
     made = set(podman("images", "-a", "-q", "--no-trunc").stdout.split()) - before
-    podman("rmi", "-f", *(made - {base.stdout.strip()}), check=False)
+    kept = {f"sha256:{base.stdout.strip()}", base.stdout.strip()}  # IDs with or without prefix
+    podman("rmi", "-f", *(made - kept), check=False)
 
 
 @pytest.fixture(scope="module")
