@@ -208,17 +208,26 @@ async def test_cancelled_request_is_skipped_and_others_unaffected(executor):
 
 
 async def test_cancel_while_computing_leaves_the_batch_intact(executor):
-    model = Model(gated=True)
+    loop_errors: list[dict] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, ctx: loop_errors.append(ctx))
+    model = GatedCalls(2)
     batcher = make(model, executor)
     first = asyncio.create_task(batcher.submit(x(0)))
-    await wait_started(model)
-    model.started.clear()
+    await asyncio.to_thread(model.started[0].wait, 5)
     a = asyncio.create_task(batcher.submit(x(1)))
     b = asyncio.create_task(batcher.submit(x(2)))
-    model.gate.set()
+    await asyncio.sleep(0.01)
+    model.gates[0].set()
     await first
-    a.cancel()  # a's future may already be running: its result is dropped (done-guard)
+    await asyncio.to_thread(model.started[1].wait, 5)  # a and b compute together now
+    a.cancel()
+    model.gates[1].set()
     assert (await b)["y"][0, 0] == 4.0
+    with pytest.raises(asyncio.CancelledError):
+        await a
+    assert [batch[:, 0].tolist() for batch in model.batches] == [[0.0], [1.0, 2.0]]
+    await asyncio.sleep(0.05)  # a result set on a's cancelled future would be logged here
+    assert loop_errors == []
     await batcher.close()
 
 
@@ -305,11 +314,13 @@ class GatedCalls:
         self.gates = [threading.Event() for _ in range(calls)]
         self.started = [threading.Event() for _ in range(calls)]
         self.calls = 0
+        self.batches: list[np.ndarray] = []
         self.lock = threading.Lock()
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self.lock:
             i, self.calls = self.calls, self.calls + 1
+            self.batches.append(feeds["x"].copy())
         if i < len(self.gates):
             self.started[i].set()
             self.gates[i].wait(10)
