@@ -45,6 +45,7 @@ def test_provider_choice_with_cuda_available(monkeypatch):
     assert runtime.resolve_providers("cpu") == [CPU]
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(CUDA not in ort.get_available_providers(),
                     reason="needs a CUDA device and onnxruntime-gpu: this onnxruntime offers "
                            "no CUDAExecutionProvider")
