@@ -232,8 +232,8 @@ async def test_four_times_the_sustainable_load(start_server_process, tmp_path, r
     assert len(ok) >= 0.5 * sustainable * 4  # it kept serving near its capacity
     # Rejections are immediate: they do not wait for a place in the queue. Compared with
     # the admitted requests, not with a fixed limit: the open-loop client shares the two
-    # cores, so its own lag moves both (quiet machine: rejected p50 ~10 ms against admitted
-    # ~400 ms; with other suites running, 440 ms against 1430 ms). A rejection that waited
+    # cores, so its own lag moves both (docs/reliability.md: rejected p99 37 ms, admitted p50
+    # 414 ms; with other suites running, p50s of 440 ms and 1430 ms). A rejection that waited
     # would take about as long as an admission.
     rejected_p50 = percentile([t for t, _ in rejected], 50)
     assert rejected_p50 < 0.5 * percentile(ok, 50)
