@@ -99,7 +99,7 @@ async def test_bad_item_fails_only_its_request(lane) -> None:
 
 
 async def test_body_size_limit_on_content_length_and_stream(make_lane) -> None:
-    c = await make_lane(max_request_bytes=4096)
+    c = (await make_lane(max_request_bytes=4096)).client
     big = {"inputs": [[0.123456] * 784]}
     declared = await c.post("/v1/digit:predict", json=big)
     assert declared.status_code == 413 and "4096" in declared.json()["error"]
@@ -116,7 +116,7 @@ async def test_body_size_limit_on_content_length_and_stream(make_lane) -> None:
 async def test_api_keys(make_lane, tmp_path) -> None:
     keys_file = tmp_path / "keys"
     keys_file.write_text("# comment\nfile-key\n")
-    c = await make_lane(api_keys=["k1"], api_keys_file=keys_file)
+    c = (await make_lane(api_keys=["k1"], api_keys_file=keys_file)).client
     body = {"input": [0.0] * 784}
     refused = await c.post("/v1/digit:predict", json=body)
     assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
@@ -133,15 +133,15 @@ async def test_api_keys(make_lane, tmp_path) -> None:
 
 
 async def test_health_closed_when_asked(make_lane) -> None:
-    c = await make_lane(api_keys=["k1"], open_health_and_metrics=False)
+    c = (await make_lane(api_keys=["k1"], open_health_and_metrics=False)).client
     assert (await c.get("/v2/health/live")).status_code == 401
     assert (await c.get("/v2/health/live", headers={"X-API-Key": "k1"})).status_code == 200
 
 
 async def test_cors_off_by_default_and_on_when_configured(make_lane) -> None:
     headers = {"Origin": "http://app.example", "Access-Control-Request-Method": "POST"}
-    off = await make_lane()
-    on = await make_lane(cors_origins=["http://app.example"], api_keys=["k"])
+    off = (await make_lane()).client
+    on = (await make_lane(cors_origins=["http://app.example"], api_keys=["k"])).client
     plain = await off.options("/v1/digit:predict", headers=headers)
     assert "access-control-allow-origin" not in plain.headers
     allowed = await on.options("/v1/digit:predict", headers=headers)
@@ -149,20 +149,30 @@ async def test_cors_off_by_default_and_on_when_configured(make_lane) -> None:
     assert allowed.headers["access-control-allow-origin"] == "http://app.example"
 
 
-async def test_overload_is_503_with_retry_after(make_lane) -> None:
-    c = await make_lane(max_queue_size=1, max_batch_size=1, max_queue_delay_ms=50)
-    image = base64.b64encode(solid_rgb(1, 2, 3, size=400)).decode()
-    answers = await asyncio.gather(*(c.post("/v1/image:predict", json={"image": image})
-                                     for _ in range(12)))
-    codes = [r.status_code for r in answers]
-    assert 200 in codes and 503 in codes, codes
-    rejected = next(r for r in answers if r.status_code == 503)
+async def test_overload_is_503_with_retry_after(make_lane, hold_model_busy) -> None:
+    # The model runs in its executor (not inline), so hold_model_busy can block it.
+    lane = await make_lane(max_queue_size=1, max_batch_size=1, inline_batch_max_ms=0.0)
+    c = lane.client
+    served = lane.dataplane.model("image")
+    busy = hold_model_busy(served)
+    body = {"image": base64.b64encode(solid_rgb(1, 2, 3)).decode()}
+    running = asyncio.create_task(c.post("/v1/image:predict", json=body))
+    async with asyncio.timeout(5):  # taken by the batcher, waiting behind the busy model
+        while not served.batcher.in_flight:
+            await asyncio.sleep(0.005)
+    queued = asyncio.create_task(c.post("/v1/image:predict", json=body))
+    await busy.wait_queued(1)  # the queue (one row) is full now
+    rejected = await c.post("/v1/image:predict", json=body)
+    busy.release()
+    answers = [await running, await queued]
+    assert rejected.status_code == 503, rejected.text
     assert rejected.headers["retry-after"] == "1"
     assert "queue" in rejected.json()["error"].lower()
+    assert [r.status_code for r in answers] == [200, 200]
 
 
 async def test_image_pixel_limit_is_a_setting(make_lane) -> None:
-    c = await make_lane(max_image_pixels=1000)
+    c = (await make_lane(max_image_pixels=1000)).client
     resp = await c.post("/v1/image:predict", content=solid_rgb(1, 1, 1, size=64),
                                  headers={"content-type": "image/png"})
     assert resp.status_code == 400 and "1000 pixels" in resp.json()["error"]
