@@ -43,8 +43,10 @@ def _decode_errors() -> Iterator[None]:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             yield
-    except (UnidentifiedImageError, Image.DecompressionBombWarning,
-            Image.DecompressionBombError) as exc:
+    except UnidentifiedImageError as exc:
+        # Pillow's message names its internal buffer object (a memory address): not for clients.
+        raise InvalidInput("cannot decode image: not an image in a known format") from exc
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise InvalidInput(f"cannot decode image: {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated or corrupt data
         raise InvalidInput(f"cannot decode image (corrupt or truncated): {exc}") from exc

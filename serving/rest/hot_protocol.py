@@ -10,7 +10,7 @@ its endpoint and writes the answer, keeping what those layers did:
 - API keys and the declared body size (``GatewayMiddleware.refuse``), and the size of a
   chunked body while it streams in, answered 401/413 before any work;
 - a client that hangs up cancels its request (leaving the batch queue unread);
-- errors become the app's error responses (fastlane.answer).
+- errors become the app's error responses (hot_asgi.answer).
 
 Everything else (pipelining, keep-alive, 100-continue, flow control, graceful shutdown)
 stays uvicorn's: a hot request still has uvicorn's RequestResponseCycle and answers

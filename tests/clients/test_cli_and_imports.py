@@ -14,6 +14,7 @@ import pytest
 from clients._common import RetryPolicy
 from clients.errors import ClientError
 from serving.cli import main
+from tests.fixtures.tiny_models import digit_reference, image_reference, text_reference
 from tests.integration.grpc.helpers import png
 
 HEAVY = ("tensorflow", "fastapi", "onnxruntime", "starlette", "uvicorn")
@@ -52,19 +53,32 @@ async def test_cli_predict_and_models(full_server, tmp_path, capsys, transport):
     assert code == 0
     answer = json.loads(out)
     assert [p["label"] for p in answer["predictions"]] == ["positive", "negative"]
+    assert [p["probability"] for p in answer["predictions"]] == pytest.approx(
+        [text_reference("good fun"), 1 - text_reference("awful")], rel=1e-5)
 
     image = tmp_path / "red.png"
     image.write_bytes(png((255, 0, 0)))
     code, out, _ = await _cli(capsys, "predict", "image", str(image), *common)
-    assert code == 0 and "red.png: sneaker" in out
+    p = image_reference(255, 0, 0)
+    assert code == 0
+    assert out.splitlines() == ["model image version 1",
+                                f"{image}: sneaker ({p:.3f})  [ankle_boot {1 - p:.3f}]"]
 
     digit = tmp_path / "digit.npy"
     np.save(digit, np.zeros((28, 28), np.float32))
     code, out, _ = await _cli(capsys, "predict", "digit", str(digit), *common, "--top-k", "2")
-    assert code == 0 and out.startswith("model digit version 1")
+    expected = digit_reference(np.zeros((1, 784), np.float32))[0]
+    first, second = np.argsort(-expected)[:2]
+    assert code == 0
+    assert out.splitlines() == [
+        "model digit version 1",
+        f"{digit}: {first} ({expected[first]:.3f})  [{second} {expected[second]:.3f}]"]
 
     code, out, _ = await _cli(capsys, "models", *common)
-    assert code == 0 and "text" in out and "READY" in out
+    rows = [line.split() for line in out.splitlines()]
+    assert code == 0 and rows[0] == ["MODEL", "VERSION", "STATE", "REASON"]
+    assert sorted(rows[1:]) == [["digit", "1", "READY"], ["image", "1", "READY"],
+                                ["text", "1", "READY"]]
 
     code, out, err = await _cli(capsys, "predict", "text", "hi", *common, "--model", "nope")
     assert code == 2 and "nope" in err and len(err.strip().splitlines()) == 1
@@ -77,4 +91,7 @@ async def test_console_script_as_a_user_runs_it(full_server):
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     assert proc.returncode == 0, err.decode()
-    assert "positive" in out.decode()
+    p = text_reference("a great fun film")
+    assert out.decode().splitlines() == ["model text version 1",
+                                         f"a great fun film: positive ({p:.3f})  "
+                                         f"[negative {1 - p:.3f}]"]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import numpy as np
 import pytest
 
 from clients import grpc as grpc_client
 from clients import rest as rest_client
 from clients.errors import ClientError
-from tests.fixtures.tiny_models import digit_reference
+from tests.fixtures.tiny_models import digit_reference, image_reference, text_reference
 from tests.integration.grpc.helpers import digits, png
 
 TRANSPORTS = ["rest", "grpc"]
@@ -47,14 +46,21 @@ def _check(result: dict) -> None:
     text = result["text"]
     assert (text.model_name, text.model_version) == ("text", "1")
     assert [p.label for p in text.predictions] == ["positive", "negative"]
+    assert [p.probability for p in text.predictions] == pytest.approx(
+        [text_reference("good fun"), 1 - text_reference("awful bad")], rel=1e-5)
     digit = result["digit"]
     expected = digit_reference(result["pixels"])
     for prediction, row in zip(digit.predictions, expected, strict=True):
         assert prediction.label == str(int(np.argmax(row)))
         assert prediction.probability == pytest.approx(float(row.max()), rel=1e-5)
         assert len(prediction.top) == 2
-    assert len(result["digit_png"].predictions) == 1
+    (black,) = result["digit_png"].predictions  # all pixels 0: the bias decides
+    zeros = digit_reference(np.zeros((1, 784), np.float32))[0]
+    assert black.label == str(int(np.argmax(zeros)))
+    assert black.probability == pytest.approx(float(zeros.max()), rel=1e-5)
     assert [p.label for p in result["image"].predictions] == ["sneaker", "ankle_boot"]
+    assert [p.probability for p in result["image"].predictions] == pytest.approx(
+        [image_reference(255, 0, 0), 1 - image_reference(0, 0, 255)], rel=1e-5)
     np.testing.assert_allclose(result["infer"]["probabilities"], expected, rtol=1e-5)
     meta = result["meta"]
     assert meta["name"] == "text" and meta["inputs"][0]["datatype"] == "INT32"
@@ -88,8 +94,9 @@ async def test_async_client(full_server, transport):
     _check(result)
 
 
-@pytest.mark.parametrize(("transport", "status"), [("rest", 404), ("grpc", "NOT_FOUND")])
-async def test_errors_carry_the_server_message(full_server, transport, status):
+@pytest.mark.parametrize(("transport", "status", "invalid"),
+                         [("rest", 404, 400), ("grpc", "NOT_FOUND", "INVALID_ARGUMENT")])
+async def test_errors_carry_the_server_message(full_server, transport, status, invalid):
     async with _async_client(full_server, transport) as client:
         with pytest.raises(ClientError) as err:
             await client.infer("nope", {"x": np.zeros((1, 2), np.float32)})
@@ -98,20 +105,20 @@ async def test_errors_carry_the_server_message(full_server, transport, status):
     async with _async_client(full_server, transport) as client:
         with pytest.raises(ClientError) as err:
             await client.infer("digit", {"pixels": np.zeros((1, 5), np.float32)})
-    assert err.value.status in (400, "INVALID_ARGUMENT")
+    assert err.value.status == invalid
     assert "shape" in err.value.message
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_overload_is_retried_with_backoff(make_grpc_app, hold_model_busy, transport):
-    app = await make_grpc_app(max_queue_size=1)
-    served = app.dataplane.model("digit")
+async def test_overload_is_retried_with_backoff(make_full_server, hold_model_busy, transport):
+    # Models run in the executor (not inline), so hold_model_busy can block them.
+    server = await make_full_server(max_queue_size=1, inline_batch_max_ms=0.0)
+    served = server.process.dataplane.model("digit")
 
     def client(retries: int):
         if transport == "grpc":
-            return grpc_client.AsyncClient(app.target, timeout=10, retries=retries)
-        return rest_client.AsyncClient("http://modelserve.test", timeout=10, retries=retries,
-                                       transport=httpx.ASGITransport(app=app.rest._transport.app))
+            return grpc_client.AsyncClient(server.grpc_target, timeout=10, retries=retries)
+        return rest_client.AsyncClient(server.http_url, timeout=10, retries=retries)
 
     busy = hold_model_busy(served)
     async with client(0) as plain, client(3) as patient:

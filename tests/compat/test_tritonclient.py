@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 
 from tests.compat.helpers import ort_outputs
 from tests.integration.grpc.helpers import digits, png
@@ -69,15 +70,17 @@ async def test_tritonclient_grpc(full_server, tiny_model_repository):
     assert {(m.name, m.state) for m in models} >= {("digit", "READY"), ("text", "READY")}
 
 
-async def test_tritonclient_http(full_server, tiny_model_repository):
+@pytest.mark.parametrize("image_as", ["BYTES", "FP32"])
+async def test_tritonclient_http(full_server, tiny_model_repository, image_as):
     import tritonclient.http as triton_http
 
     pixels, image = digits(3, seed=5), png((220, 20, 20), (150, 150))
     url = full_server.http_url.removeprefix("http://")
     codec = full_server.process.dataplane.model("image").codec
-    # The REST v2 route takes the image as the model's float tensor (BYTES: gRPC only).
-    got = await asyncio.to_thread(_triton_calls, triton_http, url, pixels,
-                                  codec.decode(image)[None])
+    # The v2 REST route takes the image encoded (BYTES, sent by tritonclient in the binary
+    # tensor extension and decoded by the model's codec) or as the model's float tensor.
+    sent = image if image_as == "BYTES" else codec.decode(image)[None]
+    got = await asyncio.to_thread(_triton_calls, triton_http, url, pixels, sent)
     _check(got, tiny_model_repository, codec, pixels, image)
     assert got["server"]["name"] == "modelserve"
     assert got["meta"]["inputs"][0] == {"name": "pixels", "datatype": "FP32",

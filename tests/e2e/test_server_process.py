@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.fixtures.servers import wait_ready
+from tests.fixtures.tiny_models import digit_reference
 from tests.integration.rest.images import solid_rgb
 
 
@@ -28,8 +30,11 @@ async def test_start_predict_and_drain_on_sigterm(start_server_process,
     results: list[int] = []
     stop_sending = asyncio.Event()
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
-        assert (await client.post("/v1/digit:predict", json={"input": [0] * 784})).json()[
-            "predictions"][0]["label"]
+        first = await client.post("/v1/digit:predict", json={"input": [0] * 784})
+        assert first.status_code == 200, first.text
+        # All pixels 0: the tiny digit model's bias decides.
+        zeros = digit_reference(np.zeros((1, 784), np.float32))[0]
+        assert first.json()["predictions"][0]["label"] == str(int(np.argmax(zeros)))
 
         async def load(worker: int) -> None:
             # Bounded: stops when told (a load balancer noticing readiness) or after 200 calls.

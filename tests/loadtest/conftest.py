@@ -1,5 +1,6 @@
-"""A served model repository for the load tests: the trained models when the training
-fixture provides them, else the tiny ONNX models with the same tensors."""
+"""The served model repository for the load tests: the three trained models (the
+session's real_model_repository). There is no stand-in: a build that fails fails these
+tests, rather than load-testing tiny models that cost nothing to run."""
 
 from __future__ import annotations
 
@@ -8,15 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.tiny_models import write_default_models
-
 
 @pytest.fixture
-def loadtest_repository(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    try:
-        return Path(request.getfixturevalue("real_model_repository"))
-    except (pytest.FixtureLookupError, pytest.skip.Exception):  # no trained models here
-        return write_default_models(tmp_path / "models")
+def loadtest_repository(real_model_repository: Path) -> Path:
+    return real_model_repository
 
 
 # Importing locust monkey-patches the whole process with gevent (sockets, threads, the

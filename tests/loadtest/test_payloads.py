@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import zarr
 from PIL import Image
 
 from loadtest import bodies, payloads
@@ -19,7 +20,6 @@ def p() -> payloads.Payloads:
 
 
 def test_digits_are_the_mnist_test_set_as_zarr_reads_it(p: payloads.Payloads):
-    zarr = pytest.importorskip("zarr")
     path = payloads._package_dir("pureml") / payloads.MNIST_ZARR
     group = zarr.open_group(zarr.storage.ZipStore(path, mode="r"), mode="r")
     n = len(p.digits)

@@ -202,9 +202,12 @@ def test_version_signature_sees_size_and_mtime_changes(tmp_path: Path):
     from serving.models.watcher import version_signature
 
     path = write_model_version(tmp_path, "digit", 1, digit_model())
+    declared = json.loads((path / "manifest.json").read_text())["sha256"]
+    assert sha256_file(path / MODEL_FILE) == declared
     first = version_signature(path)
     assert first == version_signature(path)
     with (path / MODEL_FILE).open("ab") as f:
         f.write(b"\0")
     assert version_signature(path) != first
-    assert sha256_file(path / MODEL_FILE)  # still readable: the check on load catches it
+    # The file still parses; the checksum on load is what refuses it.
+    assert sha256_file(path / MODEL_FILE) != declared

@@ -230,10 +230,13 @@ async def test_four_times_the_sustainable_load(start_server_process, tmp_path, r
     assert not other, other
     assert rejected and all(ra == "1" for _, ra in rejected)
     assert len(ok) >= 0.5 * sustainable * 4  # it kept serving near its capacity
-    # Rejections are immediate. Medians: the open-loop client shares the 2 cores and its
-    # own lag lands in the tails when other work runs on the machine.
+    # Rejections are immediate: they do not wait for a place in the queue. Compared with
+    # the admitted requests, not with a fixed limit: the open-loop client shares the two
+    # cores, so its own lag moves both (docs/reliability.md: rejected p99 37 ms, admitted p50
+    # 414 ms; with other suites running, p50s of 440 ms and 1430 ms). A rejection that waited
+    # would take about as long as an admission.
     rejected_p50 = percentile([t for t, _ in rejected], 50)
-    assert rejected_p50 < 0.3 and rejected_p50 < percentile(ok, 50)
+    assert rejected_p50 < 0.5 * percentile(ok, 50)
     # A bounded queue bounds the admitted latency: unbounded, 4 s at 4x would queue
     # ~3 s of the offered load (~12 s of waiting); here the queue holds 8 rows (~0.2 s).
     assert percentile(ok, 99) < 5.0

@@ -87,10 +87,11 @@ async def wait_started(model: Model) -> None:
 
 
 async def test_idle_model_runs_at_once_without_queue_delay(executor):
-    batcher = make(Model(), executor, max_queue_delay_s=1.0)
+    batcher = make(Model(), executor, max_queue_delay_s=5.0)
     start = time.monotonic()
     out = await batcher.submit(x(1.5))
-    assert time.monotonic() - start < 0.5
+    # Waiting for the delay would take 5 s; at once is milliseconds (2.5 s of margin).
+    assert time.monotonic() - start < 2.5
     np.testing.assert_array_equal(out["y"], np.full((1, 3), 3.0))
     await batcher.close()
 
@@ -112,20 +113,25 @@ async def test_requests_queued_while_busy_form_batches_up_to_max_size(executor):
 
 
 async def test_busy_model_waits_up_to_the_queue_delay_for_more_rows(executor):
+    delay = 2.0
     model = Model(gated=True)
-    batcher = make(model, executor, max_batch_size=8, max_queue_delay_s=0.3)
+    batcher = make(model, executor, max_batch_size=8, max_queue_delay_s=delay)
     first = asyncio.create_task(batcher.submit(x(0)))
     await wait_started(model)
     second = asyncio.create_task(batcher.submit(x(1)))  # arrives while busy
     await asyncio.sleep(0.01)
     model.gate.set()
     await first
-    await asyncio.sleep(0.05)  # the batch of `second` is still gathering
-    third = asyncio.create_task(batcher.submit(x(2)))
+    gathering_since = time.monotonic()  # `second`'s batch gathers from here, for `delay`
+    await asyncio.sleep(0.6 * delay)
+    third = asyncio.create_task(batcher.submit(x(2)))  # joins the gathering batch
     start = time.monotonic()
     await asyncio.gather(second, third)
+    waited = time.monotonic() - start
     assert model.sizes == [1, 2]
-    assert time.monotonic() - start < 0.3  # dispatched by the delay of `second`, not later
+    # Dispatched by `second`'s delay: 0.8 s after `third` arrived. Had `third` restarted
+    # the wait, 2.0 s; the line between leaves 0.6 s of margin either way.
+    assert waited < 0.7 * delay, (waited, time.monotonic() - gathering_since)
     await batcher.close()
 
 
@@ -202,17 +208,26 @@ async def test_cancelled_request_is_skipped_and_others_unaffected(executor):
 
 
 async def test_cancel_while_computing_leaves_the_batch_intact(executor):
-    model = Model(gated=True)
+    loop_errors: list[dict] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, ctx: loop_errors.append(ctx))
+    model = GatedCalls(2)
     batcher = make(model, executor)
     first = asyncio.create_task(batcher.submit(x(0)))
-    await wait_started(model)
-    model.started.clear()
+    await asyncio.to_thread(model.started[0].wait, 5)
     a = asyncio.create_task(batcher.submit(x(1)))
     b = asyncio.create_task(batcher.submit(x(2)))
-    model.gate.set()
+    await asyncio.sleep(0.01)
+    model.gates[0].set()
     await first
-    a.cancel()  # a's future may already be running: its result is dropped (done-guard)
+    await asyncio.to_thread(model.started[1].wait, 5)  # a and b compute together now
+    a.cancel()
+    model.gates[1].set()
     assert (await b)["y"][0, 0] == 4.0
+    with pytest.raises(asyncio.CancelledError):
+        await a
+    assert [batch[:, 0].tolist() for batch in model.batches] == [[0.0], [1.0, 2.0]]
+    await asyncio.sleep(0.05)  # a result set on a's cancelled future would be logged here
+    assert loop_errors == []
     await batcher.close()
 
 
@@ -299,11 +314,13 @@ class GatedCalls:
         self.gates = [threading.Event() for _ in range(calls)]
         self.started = [threading.Event() for _ in range(calls)]
         self.calls = 0
+        self.batches: list[np.ndarray] = []
         self.lock = threading.Lock()
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self.lock:
             i, self.calls = self.calls, self.calls + 1
+            self.batches.append(feeds["x"].copy())
         if i < len(self.gates):
             self.started[i].set()
             self.gates[i].wait(10)

@@ -17,7 +17,7 @@ from serving.grpc.generated.tensorflow_serving.apis import (
     regression_pb2,
 )
 from serving.grpc.tf_tensors import to_numpy
-from tests.fixtures.tiny_models import digit_reference
+from tests.fixtures.tiny_models import digit_reference, image_reference, text_reference
 from tests.integration.grpc.helpers import digits, png, predict_request
 
 
@@ -63,14 +63,16 @@ async def test_predict_images_as_strings(stub):
     strings = np.array([red, blue], dtype=object)
     response = await stub.Predict(predict_request("image", {"image": strings}))
     prob = to_numpy(response.outputs["probability"])[:, 0]
-    assert prob[0] > 0.9 and prob[1] < 0.1  # tiny image model: sigmoid(4 (red - blue))
+    assert prob == pytest.approx([image_reference(255, 0, 0), image_reference(0, 0, 255)],
+                                 rel=1e-5)
 
 
 async def test_predict_text_as_strings(stub):
     texts = np.array([b"good fun movie", b"awful bad plot"], dtype=object)
     response = await stub.Predict(predict_request("text", {"tokens": texts}))
     prob = to_numpy(response.outputs["probability"])[:, 0]
-    assert prob[0] > 0.5 > prob[1]
+    assert prob == pytest.approx([text_reference("good fun movie"),
+                                  text_reference("awful bad plot")], rel=1e-5)
 
 
 @pytest.mark.parametrize(("model", "inputs", "code", "words"), [
@@ -130,6 +132,8 @@ async def test_classify_text_and_digit(stub):
     response = await stub.Classify(request)
     first, second = response.result.classifications
     assert first.classes[0].label == "positive" and second.classes[0].label == "negative"
+    assert first.classes[0].score == pytest.approx(text_reference("good great"), rel=1e-6)
+    assert second.classes[0].score == pytest.approx(1 - text_reference("bad awful"), rel=1e-6)
     assert sum(c.score for c in first.classes) == pytest.approx(1.0)
 
     pixels = digits(1, seed=3)
@@ -151,7 +155,8 @@ async def test_regress_sigmoid_models_only(stub):
         feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=[png((255, 0, 0))])),
         key="image"))
     response = await stub.Regress(request)
-    assert response.result.regressions[0].value > 0.9  # P("sneaker") for a red image
+    assert response.result.regressions[0].value == pytest.approx(  # P("sneaker") for red
+        image_reference(255, 0, 0), rel=1e-5)
     request.model_spec.name = "digit"
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.Regress(request)

@@ -10,7 +10,7 @@ import pytest
 
 from serving.grpc.generated import grpc_predict_v2_pb2 as pb
 from serving.grpc.generated import grpc_predict_v2_pb2_grpc as pb_grpc
-from tests.fixtures.tiny_models import digit_reference
+from tests.fixtures.tiny_models import digit_reference, image_reference, text_reference
 from tests.integration.grpc.helpers import digits, png
 
 
@@ -79,14 +79,16 @@ async def test_infer_int32_tokens_and_bytes_images(stub):
     request = pb.ModelInferRequest(model_name="text")
     tokens = request.inputs.add(name="tokens", datatype="INT32", shape=[1, 100])
     tokens.contents.int_contents.extend([4] + [0] * 99)  # token 4 = "good"
-    assert _output(await stub.ModelInfer(request), "probability")[0, 0] > 0.5
+    assert _output(await stub.ModelInfer(request), "probability")[0, 0] == pytest.approx(
+        text_reference("good"), rel=1e-6)
 
     raw = b"".join(struct.pack("<I", len(b)) + b for b in (png((255, 0, 0)), png((0, 0, 255))))
     request = pb.ModelInferRequest(model_name="image")
     request.inputs.add(name="image", datatype="BYTES", shape=[2])
     request.raw_input_contents.append(raw)
     prob = _output(await stub.ModelInfer(request), "probability")[:, 0]
-    assert prob[0] > 0.9 and prob[1] < 0.1
+    assert prob == pytest.approx([image_reference(255, 0, 0), image_reference(0, 0, 255)],
+                                 rel=1e-5)
 
 
 @pytest.mark.parametrize(("datatype", "shape", "raw", "words"), [

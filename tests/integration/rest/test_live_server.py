@@ -1,4 +1,4 @@
-"""A real uvicorn server (httptools) on 127.0.0.1: concurrency, docs, metrics, lifecycle."""
+"""A real uvicorn server on 127.0.0.1: concurrency (TF Serving and v2 routes), docs, metrics."""
 
 from __future__ import annotations
 

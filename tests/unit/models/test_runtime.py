@@ -45,7 +45,10 @@ def test_provider_choice_with_cuda_available(monkeypatch):
     assert runtime.resolve_providers("cpu") == [CPU]
 
 
-@pytest.mark.skipif(CUDA not in ort.get_available_providers(), reason="no CUDA build")
+@pytest.mark.gpu
+@pytest.mark.skipif(CUDA not in ort.get_available_providers(),
+                    reason="needs a CUDA device and onnxruntime-gpu: this onnxruntime offers "
+                           "no CUDAExecutionProvider")
 def test_cuda_requested_reports_what_it_got(tiny_digit_path):
     model = OrtModel(tiny_digit_path, providers="cuda")
     assert model.providers[-1] == CPU  # CUDA first when a device exists, CPU always there
