@@ -127,7 +127,7 @@ class Manifest(BaseModel):
 def _fits(declared: list[int], shape: list[int]) -> bool:
     """A warm-up shape: the declared one with its dynamic dims given (the batch may stay -1)."""
     return len(declared) == len(shape) and all(
-        d == s or (d == -1 and (s >= 1 or (i == 0 and s == -1)))
+        (s == -1 and d == -1 and i == 0) or (s >= 1 and d in (-1, s))
         for i, (d, s) in enumerate(zip(declared, shape, strict=True)))
 
 

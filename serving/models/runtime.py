@@ -213,15 +213,15 @@ class OrtModel:
         return None  # larger than every bucket: run as is
 
     def example_feeds(self, batch_size: int) -> dict[str, np.ndarray]:
-        """Zeros (empty strings) of each input's dtype and shape: a dynamic first dim is
-        the batch, other dynamic dims take ``warmup_shapes`` or 1."""
+        """Zeros (the text "0" for strings) of each input's dtype and shape: a dynamic first
+        dim is the batch, other dynamic dims take ``warmup_shapes`` or 1."""
         feeds = {}
         for spec in self.inputs:
             given = self.warmup_shapes.get(spec.name, spec.shape)
             shape = [batch_size if i == 0 and d == -1 else (1 if d == -1 else d)
                      for i, d in enumerate(given)]
             if spec.dtype == "object":
-                feeds[spec.name] = np.full(shape, "", dtype=object)
+                feeds[spec.name] = np.full(shape, "0", dtype=object)  # parses as a number
             else:
                 feeds[spec.name] = np.zeros(shape, dtype=spec.dtype)
         return feeds

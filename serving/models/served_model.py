@@ -210,17 +210,17 @@ def bare_manifest(name: str, version: int, model: OrtModel, sha256: str) -> Mani
 
 def _warm(served: ServedModel, model: OrtModel, settings: Settings) -> None:
     """Run every batch size once. Dynamic dims the manifest gives no warm-up size for run
-    at 1, which some graphs refuse (a convolution without padding): such a model is
-    served unwarmed, with a warning, rather than not at all."""
+    at 1 and strings are "0", which some graphs refuse (a convolution without padding, a
+    lookup): such a model is served unwarmed, with a warning, rather than not at all."""
     assert served.batching is not None
     sizes = warmup_sizes(settings, served.batching.max_batch_size)
     try:
         served.warmup_timings = model.warmup(sizes)
     except Exception as exc:  # onnxruntime raises its own types
-        guessed = unwarmed_dims(served.manifest)
+        guessed = guessed_warmup(served.manifest)
         if not guessed:
             raise
-        log.warning("model %s version %d: warm-up with %s at size 1 failed (%s); serving "
+        log.warning("model %s version %d: warm-up with guessed %s failed (%s); serving "
                     "unwarmed (give warmup_shapes in its manifest)", served.name,
                     served.version, ", ".join(guessed), str(exc).splitlines()[0][:200])
         served.warmup_timings, served.max_batch_s = {}, float("inf")
@@ -229,12 +229,14 @@ def _warm(served: ServedModel, model: OrtModel, settings: Settings) -> None:
                                       served.warmup_timings, settings.inline_batch_max_ms)
 
 
-def unwarmed_dims(manifest: Manifest) -> list[str]:
-    """Dynamic non-batch dims of inputs with no warm-up shape, as ``name[axis]``."""
+def guessed_warmup(manifest: Manifest) -> list[str]:
+    """What warm-up inputs guess: dynamic non-batch dims with no warm-up shape (as
+    ``name[axis]``) and string values."""
     first = 1 if manifest.batched else 0
-    return [f"{spec.name}[{axis}]" for spec in manifest.inputs
+    dims = [f"{spec.name}[{axis}]" for spec in manifest.inputs
             if spec.name not in manifest.warmup_shapes
             for axis, dim in enumerate(spec.shape) if dim == -1 and axis >= first]
+    return dims + [f"{spec.name} strings" for spec in manifest.inputs if spec.dtype == "object"]
 
 
 def _steady_time(model: OrtModel, size: int, warmup: dict[int, float], limit_ms: float) -> float:
