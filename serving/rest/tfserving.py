@@ -144,7 +144,10 @@ def predict_body(arrays: dict[str, np.ndarray], row: bool) -> dict[str, Any]:
         raise InvalidInput("the outputs do not share a first dimension, so they cannot be "
                            "given as rows; send 'inputs' (columnar) instead of 'instances'")
     n = rows.pop()
-    return {"predictions": [{k: v[i] for k, v in outputs.items()} for i in range(n)]}
+    # A 1-D output's rows are numpy scalars, which orjson refuses for some dtypes (longlong).
+    columns = {k: v.tolist() if isinstance(v, np.ndarray) and v.ndim == 1 else v
+               for k, v in outputs.items()}
+    return {"predictions": [{k: v[i] for k, v in columns.items()} for i in range(n)]}
 
 
 def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
