@@ -157,7 +157,8 @@ def unsupported_op(root: Path) -> Path:
 
 
 def string_op(root: Path) -> Path:
-    """A string input lower-cased in the graph (StringLower: no ONNX conversion)."""
+    """A string input measured in the graph (StringLength: no ONNX conversion; the
+    StringLower before it converts)."""
     import tensorflow as tf
 
     class Lower(tf.Module):
