@@ -118,9 +118,10 @@ def _from_tensorflow(source: sources.Source, staging: Path,
         onnx_path = staging / MODEL_FILE
         onnx_path.write_bytes(model_proto.SerializeToString())
         session, _, ort_outputs = onnx_source.open_session(onnx_path)
-        outputs = [next(o for o in ort_outputs if o.name == spec.name)
-                   if spec.name in signature.unknown_rank else spec
-                   for spec in signature.outputs]
+        from_graph = {spec.name: spec for spec in ort_outputs}
+        # An output TensorFlow gives no rank for takes the converted graph's shape.
+        outputs = [from_graph.get(spec.name, spec) if spec.name in signature.unknown_rank
+                   else spec for spec in signature.outputs]
         draft = Manifest(name="draft", version=1, sha256="0" * 64, inputs=signature.inputs,
                          outputs=outputs)
         try:
