@@ -131,3 +131,33 @@ def test_bad_imports_end_with_one_line_and_status_2(tmp_path, capsys, kind, expe
               if line.startswith("modelserve import: error:")]
     assert status == 2 and len(errors) == 1 and expected in errors[0], errors
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+def test_generated_integers_follow_int_range(tmp_path, capsys):
+    source = tf_models.small_vocabulary(tmp_path)
+    repository = tmp_path / "models"
+    assert main(["import", str(source), "--repository", str(repository)]) == 2
+    assert "--int-range" in capsys.readouterr().err
+    assert main(["import", str(source), "--repository", str(repository),
+                 "--int-range", "0,5"]) == 0
+    assert read_manifest(repository / "small_vocab" / "1").inputs[0].name == "ids"
+
+
+def test_a_parity_failure_names_the_output(imported, tmp_path, capsys):
+    """Re-import the source whose recorded difference is largest with a tolerance ten times
+    below it: the import must fail and name one of its outputs."""
+    parity = {name: read_manifest(imported.repository / name / "1").provenance["parity"]
+              for name in NAMES if name != "multi_io"}
+    name = max(parity, key=lambda n: parity[n]["max_relative_diff"])
+    worst = parity[name]["max_relative_diff"]
+    if worst == 0:
+        pytest.skip("every conversion was exact on this machine")
+    case = imported.cases[name]
+    status = main(["import", str(case.source), "--repository", str(tmp_path / "models"),
+                   "--tolerance", f"{worst / 10:g}", *case.import_args])
+    errors = [line for line in capsys.readouterr().err.splitlines()
+              if line.startswith("modelserve import: error:")]
+    assert status == 2 and len(errors) == 1, errors
+    named = [o for o in parity[name]["outputs"] if f"parity check failed: output {o!r}" in
+             errors[0]]
+    assert named, errors[0]

@@ -170,3 +170,14 @@ def string_op(root: Path) -> Path:
     path = root / "lower"
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
     return path
+
+
+def small_vocabulary(root: Path) -> Path:
+    """Token ids index a 5-word embedding: ids drawn from [0, 10) fail in TensorFlow."""
+    import keras
+
+    tokens = keras.Input((None,), dtype="int32", name="ids")
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(5, 2)(tokens))
+    path = root / "small_vocab"
+    keras.Model(tokens, keras.layers.Dense(1)(pooled)).export(str(path), verbose=False)
+    return path
