@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.real_models",
     "tests.fixtures.servers",
     "tests.fixtures.grpc_servers",
+    "tests.fixtures.browser",
 ]
