@@ -18,6 +18,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -201,16 +202,24 @@ class LiveModel:
         """Per second, oldest first, and the whole window summed."""
         now = int(self._clock())
         n = len(self._slots)
-        seconds = []
+        slots = [slot if slot.second == second else None  # None: nothing that second
+                 for second in range(now - n + 1, now + 1)
+                 for slot in (self._slots[second % n],)]
+        # Percentiles for every second at once: the histograms as one (n, buckets) array.
+        latency = np.array([_NO_LATENCY if slot is None else slot.latency for slot in slots],
+                           dtype=np.int64)
+        p50, p99 = (_percentiles_ms(latency, q) for q in (0.50, 0.99))
+        seconds = [_IDLE if slot is None else _second_stats(slot, a, b)
+                   for slot, a, b in zip(slots, p50, p99, strict=True)]
         total = _Second(now)
-        for second in range(now - n + 1, now + 1):
-            slot = self._slots[second % n]
-            if slot.second != second:
-                slot = _Second(second)
-            seconds.append(_second_stats(slot))
-            _add(total, slot)
-        return {"version": self.version, "queue_depth": self.queue_now,
-                "seconds": seconds, "window": _second_stats(total) | {
+        for slot in slots:
+            if slot is not None:
+                _add(total, slot)
+        whole = latency.sum(axis=0, keepdims=True)
+        window = _second_stats(total, _percentiles_ms(whole, 0.50)[0],
+                               _percentiles_ms(whole, 0.99)[0])
+        return {"version": self.version, "queue_depth": self.queue_now, "seconds": seconds,
+                "window": window | {
                     "requests_per_s": round(total.requests / n, 3),
                     "batch_sizes": {str(k): v for k, v in sorted(total.batch_sizes.items())}}}
 
@@ -218,34 +227,34 @@ class LiveModel:
 def _add(total: _Second, slot: _Second) -> None:
     total.requests += slot.requests
     total.errors += slot.errors
-    total.latency = [a + b for a, b in zip(total.latency, slot.latency, strict=True)]
     for size, count in slot.batch_sizes.items():
         total.batch_sizes[size] = total.batch_sizes.get(size, 0) + count
     total.queue_max = max(total.queue_max, slot.queue_max)
 
 
-def _second_stats(slot: _Second) -> dict[str, Any]:
+def _second_stats(slot: _Second, p50: float | None, p99: float | None) -> dict[str, Any]:
     batches = sum(slot.batch_sizes.values())
     rows = sum(size * count for size, count in slot.batch_sizes.items())
-    return {"requests": slot.requests, "errors": slot.errors,
-            "p50_ms": _percentile_ms(slot.latency, 0.50),
-            "p99_ms": _percentile_ms(slot.latency, 0.99),
+    return {"requests": slot.requests, "errors": slot.errors, "p50_ms": p50, "p99_ms": p99,
             "batches": batches, "mean_batch": round(rows / batches, 2) if batches else None,
             "max_batch": max(slot.batch_sizes, default=None), "queue_max": slot.queue_max}
 
 
-def _percentile_ms(counts: list[int], q: float) -> float | None:
-    """The upper edge of the bucket holding the q-th request (None without requests)."""
-    total = sum(counts)
-    if total == 0:
-        return None
-    rank, seen = q * total, 0
-    for i, count in enumerate(counts):
-        seen += count
-        if seen >= rank and count:
-            edge = LIVE_LATENCY_EDGES_S[min(i, len(LIVE_LATENCY_EDGES_S) - 1)]
-            return round(edge * 1000.0, 3)
-    return None
+_NO_LATENCY = [0] * (len(LIVE_LATENCY_EDGES_S) + 1)
+_IDLE: dict[str, Any] = {"requests": 0, "errors": 0, "p50_ms": None, "p99_ms": None,
+                         "batches": 0, "mean_batch": None, "max_batch": None, "queue_max": 0}
+# Bucket i's upper edge in ms; the overflow bucket reports the last edge.
+_EDGES_MS = np.array([*LIVE_LATENCY_EDGES_S, LIVE_LATENCY_EDGES_S[-1]]) * 1000.0
+
+
+def _percentiles_ms(counts: np.ndarray, q: float) -> list[float | None]:
+    """Per row of histograms: the upper edge of the bucket holding the q-th request
+    (None for a row without requests)."""
+    cumulative = counts.cumsum(axis=1)
+    totals = cumulative[:, -1]
+    bucket = (cumulative >= (q * totals)[:, None]).argmax(axis=1)
+    return [round(float(_EDGES_MS[b]), 3) if t else None
+            for b, t in zip(bucket.tolist(), totals.tolist(), strict=True)]
 
 
 class LiveWindow:

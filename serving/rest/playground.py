@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, FastAPI
 from PIL import Image
 from starlette.requests import Request
@@ -32,7 +34,7 @@ from serving.auth import load_api_keys
 from serving.codecs import ImageCodec
 from serving.dataplane import DataPlane
 from serving.errors import InvalidInput
-from serving.rest.body import json_response, parse_version
+from serving.rest.body import JSON, json_response, parse_version
 from serving.rest.task_routes import image_items
 
 if TYPE_CHECKING:
@@ -41,6 +43,9 @@ if TYPE_CHECKING:
 PAGE_DIR = Path(__file__).parent / "static" / "playground"
 STATIC = "/playground/static"
 _CONFIG_MARK = "{{PLAYGROUND_CONFIG}}"
+# A snapshot takes a millisecond or two of the event loop; however often it is asked
+# for (many open pages, or a client polling in a loop), it is computed at most this often.
+STATS_CACHE_S = 0.25
 
 
 def page_config(app: FastAPI) -> dict[str, Any]:
@@ -77,13 +82,18 @@ def build_router(dataplane: DataPlane, metrics: Metrics | None) -> APIRouter:
         return HTMLResponse(render_page(template, page_config(request.app)),
                             headers={"cache-control": "no-cache"})
 
+    cached: list[Any] = [float("-inf"), b""]  # (taken at, JSON body): see STATS_CACHE_S
+
     @router.get("/playground/api/stats")
     async def stats() -> Response:
         """The last minute per model, one entry per second: requests, errors, p50/p99
         latency (ms), batches formed and their sizes, the deepest queue."""
         if metrics is None:
             return json_response({"window_s": 0, "models": {}})
-        return json_response(metrics.live.snapshot())
+        now = time.monotonic()
+        if now - cached[0] >= STATS_CACHE_S:
+            cached[:] = [now, orjson.dumps(metrics.live.snapshot())]
+        return Response(cached[1], media_type=JSON)
 
     @router.post("/playground/api/model-input/{name}")
     async def model_input(name: str, request: Request, version: str | None = None
