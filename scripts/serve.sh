@@ -4,8 +4,8 @@
 # An empty repository gets the digit and text models first (about a minute on 2 cores);
 # the server then starts while the image model trains in the background, and the
 # server's repository watcher loads it once it is published (no restart). A repository
-# that already holds models is served at once. If a first run stopped before the image
-# model was published, the next `make serve` trains it again in the background.
+# that already holds models is served at once. If a first run stopped before every
+# default model was published, the next `make serve` builds what is missing, the same way.
 #
 # Environment: BIN (the venv's bin), MODELS, HTTP_PORT, GRPC_PORT, REPOSITORY_POLL_S,
 # MAKE (to install the image data), BUILD_ARGS (extra `build-models` flags).
@@ -18,7 +18,7 @@ GRPC_PORT=${GRPC_PORT:-8500}
 REPOSITORY_POLL_S=${REPOSITORY_POLL_S:-2}
 MAKE=${MAKE:-make}
 BUILD_ARGS=${BUILD_ARGS:-}
-PENDING="$MODELS/.image-pending"  # first run: the image model is still owed
+PENDING="$MODELS/.first-run"  # the first run has not published every default model yet
 IMAGE_LOG="$MODELS/.image-build.log"
 export BIN MODELS MAKE BUILD_ARGS PENDING IMAGE_LOG
 
@@ -35,12 +35,38 @@ say() {
 }
 
 mkdir -p "$MODELS"
+# Digit and text side by side: each is small enough that its training is mostly Python
+# per step, so two processes finish well before one doing both. Each line says which
+# model it is about.
+build_quick_models() {
+    local task pids=() failed=0
+    for task in "$@"; do
+        # shellcheck disable=SC2086
+        ( set -o pipefail
+          "$BIN/modelserve" build-models --out "$MODELS" --only "$task" $BUILD_ARGS 2>&1 |
+              sed -u "s/^/[$task] /" ) &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" || failed=1
+    done
+    return "$failed"
+}
+
 if ! has_models; then
     touch "$PENDING"
     say "no models in $MODELS/: building digit and text first (about a minute), then serving;"
     say "the image model trains in the background and is served once published"
-    # shellcheck disable=SC2086
-    "$BIN/modelserve" build-models --out "$MODELS" --only digit,text $BUILD_ARGS
+fi
+if [ -f "$PENDING" ]; then  # a first run, or one that stopped before it was done
+    missing=()
+    for task in digit text; do
+        has_version "$task" || missing+=("$task")
+    done
+    if [ "${#missing[@]}" -gt 0 ] && ! build_quick_models "${missing[@]}"; then
+        say "building ${missing[*]} failed (see above); make serve again retries"
+        exit 1
+    fi
 fi
 
 builder=""

@@ -77,12 +77,12 @@ export class ImagePanel {
     try {
       const {data} = await seen;
       if (this.seen.src) URL.revokeObjectURL(this.seen.src);
-      this.seen.src = URL.createObjectURL(data);
-      this.seen.hidden = false;
       this.seen.onload = () => {
         this.seenCaption.textContent =
           `As the model sees it: ${this.seen.naturalWidth}×${this.seen.naturalHeight}`;
       };
+      this.seen.src = URL.createObjectURL(data);
+      this.seen.hidden = false;
     } catch {
       this.seen.hidden = true; // the prediction's error already says why
     }

@@ -59,7 +59,7 @@ async function refreshModels() {
       if (panels[task].modelsChanged) panels[task].modelsChanged();
     }
   }
-  if (tensors.picker.update(models, models[0])) tensors.build();
+  if (tensors.picker.update(models, models[0])) tensors.modelsChanged();
 }
 
 function describe(ready, index) {

@@ -107,7 +107,9 @@ export function textForms(model, isDefault, text) {
 
 // file: what was sent (name, type); sample: its path on this server, when it is one.
 export function imageForms(model, isDefault, file, sample) {
-  const name = /^[\w.-]+$/.test(file.name) ? file.name : sh(file.name);
+  // A plain name as it is (never read as an option); anything else quoted.
+  const plain = /^[\w.-]+$/.test(file.name);
+  const name = plain ? (file.name.startsWith("-") ? `./${file.name}` : file.name) : sh(file.name);
   const fetchSample = sample ? `${curl(sample, [`-o ${name}`])}\n` : "";
   const grpc = grpcTarget()
     ? `${fetchSample}${cli(`image ${name}${isDefault ? "" : ` --model ${sh(model.name)}`}`)}\n\n# or, with grpcurl:\n` +

@@ -13,6 +13,7 @@ export class TensorPanel {
     this.result = panel.querySelector(".result");
     this.picker = new ModelPicker(panel, "tensor-model", "No model is served yet.",
                                   () => this.build());
+    this.builtFor = null;
     this.request = new RequestView(panel, "tensor");
     this.form.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -23,6 +24,7 @@ export class TensorPanel {
   // One fieldset per input: its shape (the batch dimension, -1, set to 1) and its data.
   build() {
     const model = this.picker.current();
+    this.builtFor = model && `${model.name}@${model.version}`;
     this.result.replaceChildren();
     if (!model) {
       this.form.replaceChildren();
@@ -31,6 +33,12 @@ export class TensorPanel {
     this.fields = model.inputs.map((spec, i) => inputFields(spec, i));
     this.form.replaceChildren(...this.fields.map((f) => f.fieldset),
       el("button", {type: "submit", className: "primary", text: `Infer with ${model.name}`}));
+  }
+
+  // After the model list changed: rebuild only if the chosen model did (keeps edits).
+  modelsChanged() {
+    const model = this.picker.current();
+    if ((model && `${model.name}@${model.version}`) !== this.builtFor) this.build();
   }
 
   inputs() {
