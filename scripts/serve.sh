@@ -86,7 +86,7 @@ if [ -f "$PENDING" ] && ! has_version image; then
         if "$MAKE" --no-print-directory data &&
            "$BIN/modelserve" build-models --out "$MODELS" --only image $BUILD_ARGS; then
             rm -f "$PENDING"
-            echo "make serve: image model published; the server loads it now" >&3
+            echo "make serve: image model published; the server picks it up on its next scan" >&3
         else
             echo "make serve: the image build failed; see $IMAGE_LOG" >&3
         fi

@@ -202,6 +202,7 @@ def test_tensor_form_from_metadata(page: Any, screenshots: Any, tmp_path: Path) 
     css(panel, "button[aria-label='Fill tokens with random values']").click()
     css(panel, "button[type=submit]").click()
     wait(page, lambda d: css_all(panel, ".output"), "the outputs")
+    screenshots(panel, "tensors")
     output = css(panel, ".output").text
     assert "probability FP32, shape [1,1]" in output
     shown = float(output.split("[", 2)[2].split("]")[0])
@@ -220,7 +221,6 @@ def test_tensor_form_from_metadata(page: Any, screenshots: Any, tmp_path: Path) 
     css(panel, "button[type=submit]").click()
     wait(page, lambda d: css_all(panel, ".error"), "the JSON error")
     css(panel, "button[aria-label='Fill tokens with zeros']").click()
-    screenshots(panel, "tensors")
 
 
 def test_live_view_follows_a_short_load(page: Any, server: Server, screenshots: Any) -> None:
@@ -238,10 +238,12 @@ def test_live_view_follows_a_short_load(page: Any, server: Server, screenshots: 
         row = css(panel, "tr[data-model=digit]")
         assert css(row, "td.p99").text.endswith("ms")
         assert css(row, "td.batch").text != "–"
-        screenshots(panel, "live")
     finally:
         load.join(timeout=30)
     assert result and result[0] > 0
+    wait(page, lambda d: int(css(panel, "tr[data-model=digit]").get_attribute("data-requests"))
+         >= result[0], "the whole load counted")
+    screenshots(panel, "live")
 
 
 def test_every_control_has_a_label(page: Any) -> None:

@@ -56,7 +56,7 @@ function row(name, m) {
   const rps = complete.reduce((a, s) => a + s.requests, 0) / RECENT_S;
   const ms = (v) => (v === null ? "–" : `${v < 10 ? v.toFixed(2) : v.toFixed(1)} ms`);
   const sizes = Object.entries(w.batch_sizes).map(([size, n]) => `${n}×${size}`).join(", ");
-  return el("tr", {"data-model": name},
+  return el("tr", {"data-model": name, "data-requests": String(w.requests)},
     el("th", {scope: "row", text: m.version ? `${name} v${m.version}` : name}),
     el("td", {className: "rps", text: rps.toFixed(1)}),
     el("td", {className: "p50", text: ms(w.p50_ms)}),
