@@ -48,14 +48,14 @@ _CONFIG_MARK = "{{PLAYGROUND_CONFIG}}"
 STATS_CACHE_S = 0.25
 
 
-def page_config(app: FastAPI) -> dict[str, Any]:
+def page_config(app: FastAPI, api_key_required: bool) -> dict[str, Any]:
     """What the page needs before its first call."""
     settings = app.state.settings
     # The bound port once the gRPC server runs (serving/server.py); settings may say 0.
     grpc_port = getattr(app.state, "grpc_port", None)
     if grpc_port is None and settings.grpc_port > 0:
         grpc_port = settings.grpc_port
-    return {"grpc_port": grpc_port, "api_key_required": bool(load_api_keys(settings)),
+    return {"grpc_port": grpc_port, "api_key_required": api_key_required,
             "server_version": app.version}
 
 
@@ -76,10 +76,11 @@ def model_input_png(pixels: np.ndarray) -> bytes:
 def build_router(dataplane: DataPlane, metrics: Metrics | None) -> APIRouter:
     router = APIRouter(tags=["playground"])
     template = (PAGE_DIR / "index.html").read_text(encoding="utf-8")
+    keys_required = bool(load_api_keys(dataplane.settings))  # read once, as the gateway does
 
     @router.get("/", include_in_schema=False)
     async def page(request: Request) -> Response:
-        return HTMLResponse(render_page(template, page_config(request.app)),
+        return HTMLResponse(render_page(template, page_config(request.app, keys_required)),
                             headers={"cache-control": "no-cache"})
 
     cached: list[Any] = [float("-inf"), b""]  # (taken at, JSON body): see STATS_CACHE_S

@@ -73,51 +73,46 @@ def runs(tmp_path: Path) -> Iterator[list[Run]]:
         run.stop()
 
 
-def test_first_run_answers_before_the_image_model_and_loads_it_later(
+def test_first_run_answers_early_resumes_and_then_serves_at_once(
         tmp_path: Path, runs: list[Run]) -> None:
     models = tmp_path / "models"
+    # 1. A fresh repository: digit and text first, then serving while the image trains.
     first = Run(models, tmp_path / "first.log")
     runs.append(first)
     first.wait_for("/v1/text:predict", 600, json={"text": "a gripping film"})
     assert (models / ".first-run").exists()
     out = first.output()
     assert "building digit and text first" in out
+    assert "[digit]" in out and "[text]" in out  # built side by side, lines labelled
     assert "image model: training in the background" in out
     assert f"ready: digit v1, text v1 | playground http://127.0.0.1:{first.http}/" in out, out
-    first.wait_for("/v2/models/image/ready", 600)
-    assert (models / "image" / "1" / "manifest.json").is_file()
-    deadline = time.monotonic() + 10
-    while "image model published" not in first.output() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert "image model published" in first.output()
-    assert not (models / ".first-run").exists()
-    assert "model image version 1 AVAILABLE" in first.output()
+
+    # 2. Stopped (Ctrl-C) before the image is published: the build stops with it.
     first.stop()
-
-    # Models present: no training, serving at once.
-    again = Run(models, tmp_path / "again.log")
-    runs.append(again)
-    seconds = again.wait_for("/v1/digit:predict", 60, json={"input": [0] * 784})
-    assert "building" not in again.output() and "background" not in again.output()
-    assert sorted(p.name for p in models.iterdir() if not p.name.startswith(".")) == \
-        ["digit", "image", "text"]
-    assert seconds < 30, seconds
-
-
-def test_an_interrupted_image_build_is_resumed(tmp_path: Path, runs: list[Run]) -> None:
-    """Stopping the first run stops its background build; the next run starts it again."""
-    models = tmp_path / "models"
-    first = Run(models, tmp_path / "first.log")
-    runs.append(first)
-    first.wait_for("/v1/digit:predict", 600, json={"input": [0] * 784})
-    first.stop()
-    time.sleep(1.0)
-    assert not (models / "image").exists() or not list((models / "image").glob("*/manifest.json"))
     assert "stopping the image build" in first.output()
+    assert not list(models.glob("image/*/manifest.json"))
     builders = subprocess.run(["pgrep", "-f", f"build-models --out {models} --only image"],
                               capture_output=True, text=True)
     assert builders.stdout.strip() == "", "the background build outlived make serve"
+
+    # 3. The next run serves at once and trains the image again; loaded without a restart.
     second = Run(models, tmp_path / "second.log")
     runs.append(second)
+    assert second.wait_for("/v1/digit:predict", 60, json={"input": [0] * 784}) < 30
+    assert "[digit]" not in second.output()  # nothing rebuilt
     second.wait_for("/v2/models/image/ready", 600)
-    assert "image model: training in the background" in second.output()
+    assert "model image version 1 AVAILABLE" in second.output()
+    deadline = time.monotonic() + 30
+    while "image model published" not in second.output() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "image model published" in second.output()
+    assert not (models / ".first-run").exists()
+    second.stop()
+
+    # 4. Everything present: no training at all.
+    third = Run(models, tmp_path / "third.log")
+    runs.append(third)
+    assert third.wait_for("/v1/digit:predict", 60, json={"input": [0] * 784}) < 30
+    assert "make serve:" not in third.output()
+    assert sorted(p.name for p in models.iterdir() if not p.name.startswith(".")) == \
+        ["digit", "image", "text"]
