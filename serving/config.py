@@ -134,11 +134,12 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(default=None,
                                        description="file with one API key per line")
     open_health_and_metrics: bool = Field(
-        default=True, description="health, /metrics and the live statistics need no key")
+        default=True, description="health and /metrics need no key")
     open_pages: bool = Field(
         default=True,
-        description="the playground (/) and the API docs (/docs) load without a key; the "
-                    "calls they make still need one (the playground asks for it)")
+        description="the playground (/, with its live view) and the API docs (/docs) load "
+                    "without a key; the calls they make still need one (the playground asks "
+                    "for it)")
 
     # The playground: try the models in a browser (docs/playground.md).
     playground: bool = Field(default=True, description="serve the playground page at /")

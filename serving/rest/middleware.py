@@ -19,9 +19,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving.auth import key_allowed
 from serving.errors import PayloadTooLarge
 
-OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics",
-                        "/playground/api/stats"})
-PAGE_PATHS = frozenset({"/", "/docs", "/openapi.json"})
+OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
+# The pages and the live view they poll: a browser cannot add a key to a page it opens.
+PAGE_PATHS = frozenset({"/", "/docs", "/openapi.json", "/playground/api/stats"})
 PAGE_PREFIXES = ("/playground/static/", "/docs/static/")
 
 

@@ -132,7 +132,7 @@ async def test_api_keys_open_the_page_not_the_calls(make_rest_client) -> None:
     for path in ("/playground/static/js/main.js", "/docs", "/openapi.json",
                  "/docs/static/swagger-ui.css"):
         assert (await c.get(path)).status_code == 200, path
-    assert (await c.get("/playground/api/stats")).status_code == 200  # like /metrics
+    assert (await c.get("/playground/api/stats")).status_code == 200  # the live view
     png = solid_rgb(1, 2, 3)
     refused = await c.post("/playground/api/model-input/image", content=png,
                            headers={"content-type": "image/png"})
@@ -146,8 +146,7 @@ async def test_api_keys_open_the_page_not_the_calls(make_rest_client) -> None:
 
 
 async def test_pages_closed_when_asked(make_rest_client) -> None:
-    app = await make_rest_client(api_keys=["k1"], open_pages=False,
-                                 open_health_and_metrics=False)
+    app = await make_rest_client(api_keys=["k1"], open_pages=False)
     c = app.client
     for path in ("/", "/playground/static/js/main.js", "/docs", "/openapi.json",
                  "/playground/api/stats"):
