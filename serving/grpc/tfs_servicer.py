@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from serving.dataplane import DataPlane
-from serving.encoded_inputs import decode_string_inputs
 from serving.errors import InvalidInput, ModelNotFound
 from serving.grpc import tf_tensors
 from serving.grpc.errors import deadline_of, map_errors
@@ -88,12 +87,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                       context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
         _check_signature(request.model_spec)
         version = resolve_version(request.model_spec)
-        served = self.dataplane.model(request.model_spec.name, version)
-        inputs = {k: tf_tensors.to_numpy(v, k) for k, v in request.inputs.items()}
-        inputs = await decode_string_inputs(served, inputs)
-        # The requested version, not served.version: a reload meanwhile is followed.
+        # Declared only: the dataplane builds each tensor once its declaration is admitted.
+        inputs = {k: tf_tensors.to_wire(v, k) for k, v in request.inputs.items()}
         result = await self.dataplane.infer(
-            served.name, version, inputs, protocol=PROTOCOL,
+            request.model_spec.name, version, inputs, protocol=PROTOCOL,
             deadline=deadline_of(context), output_names=list(request.output_filter) or None)
         response = predict_pb2.PredictResponse()
         _answer_spec(result.model_name, result.model_version, response.model_spec)

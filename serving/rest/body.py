@@ -38,14 +38,6 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     return data
 
 
-def parse_version(value: str | None) -> int | None:
-    if value is None or value == "":
-        return None
-    if not (value.isascii() and value.isdigit()) or int(value) < 1:
-        raise InvalidInput(f"version must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def query_int(query: Mapping[str, str], name: str) -> int | None:
     value = query.get(name)
     if value is None or value == "":
