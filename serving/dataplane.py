@@ -92,6 +92,10 @@ class DataPlane:
     def ready(self) -> bool:
         return bool(self.registry.ready) and not self.draining
 
+    def close(self) -> None:
+        """Stop the decoding threads (at shutdown, once requests are done)."""
+        self.decoder.close()
+
     def on_draining(self, callback: Callable[[], Any]) -> None:
         """Call ``callback`` once when draining starts (e.g. gRPC health → NOT_SERVING)."""
         self._drain_callbacks.append(callback)

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware (no per-request tasks): body size limit and optional API keys.
+"""Pure ASGI middleware (no per-request tasks): request ids, body size limit and optional
+API keys.
 
 The size limit is checked on Content-Length before the body is read and, for
 chunked uploads, while it streams in; both answer 413.
@@ -11,6 +12,7 @@ from collections.abc import Iterable
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving import request_ids
 from serving.auth import key_allowed
 from serving.errors import PayloadTooLarge
 
@@ -82,3 +84,27 @@ class GatewayMiddleware:
                     raise self.too_large()
             return message
         return limited
+
+
+class RequestIdMiddleware:
+    """Sets the request's id (the client's ``x-request-id``, or a new one) for the handlers'
+    logs, and adds it to the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = next((v for k, v in scope["headers"] if k == _HEADER), None)
+        header = (_HEADER, request_ids.start(sent).encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+        await self.app(scope, receive, send_with_id)
+
+
+_HEADER = request_ids.HEADER.encode()

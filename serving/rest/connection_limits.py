@@ -1,0 +1,222 @@
+"""Connection-level limits for REST, in uvicorn's httptools protocol (docs/reliability.md).
+
+uvicorn bounds neither the size of a request's head nor the time a client takes to send
+it or its body, and httptools gathers a long header by repeated concatenation, so one
+client sending a multi-megabyte header in small pieces, or hundreds of connections
+trickling bodies, could hold the event loop or the pod's memory. Here:
+
+- connections: past ``max_connections`` (uvicorn's ``limit_concurrency``) requests are
+  answered 503 except health and /metrics; past it plus ``HEALTH_RESERVE`` new
+  connections are closed at once;
+- the head (request line and headers) is counted as it arrives, and once complete:
+  past ``max_header_bytes`` the answer is 431 and the connection closes;
+- a head not complete ``header_timeout_s`` after connecting (or after its first byte,
+  on a kept-alive connection), or a body not complete ``body_timeout_s`` after its
+  head, is answered 408 and the connection closed;
+- request bodies held at once are bounded by ``max_body_bytes_in_flight``, counted by
+  their declared length before they are read (chunked: at ``max_request_bytes``); a
+  request that does not fit is answered 503 with Retry-After, its body unread.
+
+This subclasses uvicorn's private protocol, like hot_protocol.py: uvicorn's version is
+capped in pyproject.toml and tests/integration/rest/test_hot_protocol.py fails when
+the internals it relies on move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+
+from serving import request_ids
+from serving.config import Settings
+from serving.rest.middleware import OPEN_PATHS
+
+HEALTH_RESERVE = 32  # connections past max_connections kept for health probes
+ASGIApp = Any
+
+
+class ConnectionLimits:
+    """The limits and the state every connection of one server shares."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.max_connections = settings.max_connections
+        self.max_header_bytes = settings.max_header_bytes
+        self.header_timeout_s = settings.header_timeout_s
+        self.body_timeout_s = settings.body_timeout_s
+        self.max_request_bytes = settings.max_request_bytes
+        self.body_budget = settings.max_body_bytes_in_flight
+        self.bodies_in_flight = 0
+
+    def reserve_body(self, headers: list[tuple[bytes, bytes]]) -> int | None:
+        """Bytes reserved for the request's body (0: none), or None when it does not fit."""
+        size = _declared_body(headers, self.max_request_bytes)
+        if size and self.bodies_in_flight + size > self.body_budget:
+            return None
+        self.bodies_in_flight += size
+        return size
+
+    def release_body(self, size: int) -> None:
+        self.bodies_in_flight -= size
+
+
+def _declared_body(headers: list[tuple[bytes, bytes]], chunked_size: int) -> int:
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0  # the gateway refuses the rest
+        if name == b"transfer-encoding":
+            return chunked_size
+    return 0
+
+
+def _head_size(scope: dict[str, Any]) -> int:
+    return (len(scope.get("raw_path", b"")) + len(scope.get("query_string", b""))
+            + sum(len(name) + len(value) + 4 for name, value in scope["headers"]))
+
+
+def refusal_app(status: int, message: str,
+                extra: tuple[tuple[bytes, bytes], ...] = ()) -> ASGIApp:
+    """An ASGI app answering ``{"error": message}`` and closing the connection (the body,
+    if any, is left unread)."""
+    body = orjson.dumps({"error": message})
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()), (b"connection", b"close"),
+            (request_ids.HEADER.encode(), request_ids.new_id().encode()), *extra]})
+        await send({"type": "http.response.body", "body": body})
+    return app
+
+
+def _releasing(app: ASGIApp, limits: ConnectionLimits, size: int) -> ASGIApp:
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await app(scope, receive, send)
+        finally:
+            limits.release_body(size)
+    return wrapped
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol with the limits above; ``limits`` is set by ``limited_class``."""
+
+    limits: ConnectionLimits
+    _in_head = True
+    _heads = 0  # heads completed on this connection
+    _head_bytes = 0
+    _head_timer: asyncio.TimerHandle | None = None
+    _body_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        if len(self.connections) > self.limits.max_connections + HEALTH_RESERVE:
+            self.transport.close()
+            return
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        in_head, heads = self._in_head, self._heads
+        if in_head and self._head_timer is None:  # the first byte of a kept-alive request
+            self._arm_head_timer()
+        super().data_received(data)
+        if in_head and self._heads == heads and not self.transport.is_closing():
+            # A whole chunk inside one head: count it (a complete head is measured
+            # exactly in _start_asgi_task), so a huge header is refused within a read or
+            # two of passing the limit instead of being gathered whole.
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_header_bytes:
+                self._answer_and_close(431, "request line and headers exceed "
+                                            f"{self.limits.max_header_bytes} bytes")
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._heads += 1
+        self._head_bytes = 0
+        self._cancel_timers()
+        super().on_headers_complete()
+        if self.parser is not None and _declared_body(self.headers, 1):
+            self._body_timer = self.loop.call_later(self.limits.body_timeout_s,
+                                                    self._body_timed_out)
+
+    def on_message_complete(self) -> None:
+        self._cancel_timers()
+        self._in_head = True  # the next bytes are the next request's head
+        super().on_message_complete()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGIApp) -> None:
+        scope = cast(dict[str, Any], cycle.scope)
+        if _head_size(scope) > self.limits.max_header_bytes:
+            app = refusal_app(431, f"request line and headers exceed "
+                                   f"{self.limits.max_header_bytes} bytes")
+        elif app is not self.app and scope["path"] in OPEN_PATHS:
+            app = self.app  # past max_connections uvicorn answers 503: not to health
+        if app is not self.app:
+            super()._start_asgi_task(cycle, app)
+            return
+        reserved = self.limits.reserve_body(scope["headers"])
+        if reserved is None:
+            super()._start_asgi_task(cycle, refusal_app(
+                503, "too many request bodies in flight; retry shortly",
+                ((b"retry-after", b"1"),)))
+            return
+        self._start_app_task(cycle, reserved)
+
+    def _start_app_task(self, cycle: RequestResponseCycle, reserved: int) -> None:
+        """The app's task for an admitted request holding ``reserved`` bytes of the body
+        budget until it ends; the hot lane (hot_protocol.py) takes its routes here."""
+        app = _releasing(self.app, self.limits, reserved) if reserved else self.app
+        super()._start_asgi_task(cycle, app)
+
+    def _arm_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(self.limits.header_timeout_s,
+                                                self._head_timed_out)
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._head_timer, self._body_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._body_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._in_head:
+            self._answer_and_close(408, "request headers took too long")
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        self._answer_and_close(408, "request body took too long")
+
+    def _answer_and_close(self, status: int, message: str) -> None:
+        """Answer (unless a response has begun) and close; the request's handler, if any,
+        sees a disconnect and its later answer is dropped."""
+        cycle = self.cycle
+        if self.transport.is_closing():
+            return
+        if cycle is None or cycle.response_complete or not cycle.response_started:
+            body = orjson.dumps({"error": message})
+            self.transport.write(b"".join([
+                STATUS_LINE[status], b"content-type: application/json\r\n",
+                b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body), body]))
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self._cancel_timers()
+        self.transport.close()
+
+
+def limited_class(limits: ConnectionLimits,
+                  base: type[LimitedHttpToolsProtocol] = LimitedHttpToolsProtocol,
+                  ) -> type[LimitedHttpToolsProtocol]:
+    """``base`` bound to one server's limits (uvicorn.Config(http=...))."""
+    return type(base.__name__, (base,), {"limits": limits})
