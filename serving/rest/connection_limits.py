@@ -39,6 +39,7 @@ from serving.config import Settings
 from serving.rest.middleware import OPEN_PATHS
 
 HEALTH_RESERVE = 32  # connections past max_connections kept for health probes
+LINGER_S = 2.0  # how long a refused client still sending is read (and ignored) before closing
 ASGIApp = Any
 
 
@@ -82,14 +83,14 @@ def _head_size(scope: dict[str, Any]) -> int:
 
 def refusal_app(status: int, message: str,
                 extra: tuple[tuple[bytes, bytes], ...] = ()) -> ASGIApp:
-    """An ASGI app answering ``{"error": message}`` and closing the connection (the body,
-    if any, is left unread)."""
+    """An ASGI app answering ``{"error": message}`` at once. The body, if any, is not
+    buffered: uvicorn discards it as it arrives (``extra`` may close the connection)."""
     body = orjson.dumps({"error": message})
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()), (b"connection", b"close"),
+            (b"content-length", str(len(body)).encode()),
             (request_ids.HEADER.encode(), request_ids.new_id().encode()), *extra]})
         await send({"type": "http.response.body", "body": body})
     return app
@@ -109,6 +110,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     limits: ConnectionLimits
     _in_head = True
+    _lingering = False
     _heads = 0  # heads completed on this connection
     _head_bytes = 0
     _head_timer: asyncio.TimerHandle | None = None
@@ -126,6 +128,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # answered and closing: what the client still sends is dropped
         in_head, heads = self._in_head, self._heads
         if in_head and self._head_timer is None:  # the first byte of a kept-alive request
             self._arm_head_timer()
@@ -137,7 +141,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
             if self._head_bytes > self.limits.max_header_bytes:
                 self._answer_and_close(431, "request line and headers exceed "
-                                            f"{self.limits.max_header_bytes} bytes")
+                                            f"{self.limits.max_header_bytes} bytes",
+                                       linger=True)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -158,7 +163,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         scope = cast(dict[str, Any], cycle.scope)
         if _head_size(scope) > self.limits.max_header_bytes:
             app = refusal_app(431, f"request line and headers exceed "
-                                   f"{self.limits.max_header_bytes} bytes")
+                                   f"{self.limits.max_header_bytes} bytes",
+                              ((b"connection", b"close"),))
         elif app is not self.app and scope["path"] in OPEN_PATHS:
             app = self.app  # past max_connections uvicorn answers 503: not to health
         if app is not self.app:
@@ -197,11 +203,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._body_timer = None
         self._answer_and_close(408, "request body took too long")
 
-    def _answer_and_close(self, status: int, message: str) -> None:
+    def _answer_and_close(self, status: int, message: str, *, linger: bool = False) -> None:
         """Answer (unless a response has begun) and close; the request's handler, if any,
-        sees a disconnect and its later answer is dropped."""
+        sees a disconnect and its later answer is dropped. ``linger``: for a client still
+        sending, half-close and drop its bytes for LINGER_S before closing, so that it
+        reads the answer instead of a reset (as nginx's lingering close)."""
         cycle = self.cycle
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._lingering:
             return
         if cycle is None or cycle.response_complete or not cycle.response_started:
             body = orjson.dumps({"error": message})
@@ -212,7 +220,17 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             cycle.disconnected = True
             cycle.message_event.set()
         self._cancel_timers()
+        if linger and self.transport.can_write_eof():
+            self._lingering = True
+            self.transport.write_eof()
+            self.flow.resume_reading()
+            self.loop.call_later(LINGER_S, self.transport.close)
+            return
         self.transport.close()
+
+    def eof_received(self) -> None:
+        if self._lingering:
+            self.transport.close()
 
 
 def limited_class(limits: ConnectionLimits,
