@@ -153,8 +153,9 @@ class DataPlane:
             model_version = served.version
             wanted = self._output_names(served.manifest, output_names)
             until = self.deadline(deadline)
-            served, outputs = await self._infer_current(
-                served, version, self._tensor_feeds(inputs, until), until)
+            feeds = self._tensor_feeds(inputs, until)
+            del inputs  # the feeds hold them now, and let each payload go once it is built
+            served, outputs = await self._infer_current(served, version, feeds, until)
             result = InferResult(served.name, served.version,
                                  {k: outputs[k] for k in wanted})
         except BaseException as exc:
@@ -170,8 +171,11 @@ class DataPlane:
         async def feeds(served: ServedModel) -> dict[str, np.ndarray]:
             self.admission.check(served, tensors)  # before anything is built
             arrays = {}
-            for name, tensor in tensors.items():
+            for name, tensor in list(tensors.items()):
                 array = tensor.build()
+                # The wire payload (a parsed JSON tree, say) is not needed again: a
+                # successor version, if any, gets the built array.
+                tensors[name] = WireTensor.of(name, array)
                 if tensor.encoded:
                     array = await self.decoder.decode(served.codec, list(array.reshape(-1)),
                                                       deadline)

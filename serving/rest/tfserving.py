@@ -20,7 +20,12 @@ from serving.config import Settings
 from serving.dataplane import DataPlane
 from serving.errors import InvalidInput, ModelNotFound
 from serving.models.manifest import TensorSpec
-from serving.rest.body import json_response, parse_json_object, request_deadline
+from serving.rest.body import (
+    check_json_cost,
+    json_response,
+    parse_json_object,
+    request_deadline,
+)
 from serving.rest.json_tensors import numeric_tensor
 from serving.rest.payloads import image_bytes, is_b64
 from serving.rest.tensors import NUMPY_TO_TF, first_leaf, to_array
@@ -132,6 +137,7 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
     def parsed(raw: bytes, name: str, version: int | None
                ) -> tuple[ServedModel, dict[str, np.ndarray] | dict[str, WireTensor], bool]:
         """(model, inputs, row format?) of a predict body."""
+        check_json_cost(raw)  # before either parser: both build in proportion to structure
         if (fast := numeric_tensor(raw, SIGNATURE)) is not None:
             served = dataplane.model(name, version)
             specs = served.manifest.inputs

@@ -167,10 +167,13 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
             raise InvalidInput("request body must be a JSON object")
         echo = request_id(body)
         inputs, wanted, as_binary = parse_request(body, served, binary)
-        del body  # its parsed data is the inputs' now; nothing else holds on to it
-        result = await dataplane.infer(
-            served.name, version, inputs, protocol=PROTOCOL, output_names=wanted,
-            deadline=request_deadline(request, settings.request_timeout_s))
+        call = dataplane.infer(served.name, version, inputs, protocol=PROTOCOL,
+                               output_names=wanted,
+                               deadline=request_deadline(request, settings.request_timeout_s))
+        # The parsed JSON is the inputs' now: the dataplane lets it go once it has built
+        # the tensors, unless this frame still holds it.
+        del body, inputs
+        result = await call
         response = {"model_name": result.model_name, "model_version": str(result.model_version)}
         if echo is not None:
             response["id"] = echo

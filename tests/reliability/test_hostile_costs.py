@@ -307,3 +307,24 @@ async def test_a_deeply_nested_v2_request_id_is_400(make_server) -> None:
     assert resp.status_code == 400 and "'id' must be a string" in resp.json()["error"]
     assert echoed.status_code == 200 and echoed.json()["id"] == "req-1"
 
+
+
+# The same class, found while fixing these: JSON parsed into Python objects --------------
+@pytest.mark.parametrize(("label", "body"), [
+    ("1.4 M empty lists", b'{"inputs": [' + b",".join([b"[]"] * 1_400_000) + b"]}"),
+    ("100 k empty strings", b'{"texts": [' + b",".join([b'""'] * 100_000) + b"]}"),
+    ("2.6 M numbers", b'{"inputs": [' + b",".join([b"0"] * 2_600_000) + b"]}"),
+])
+async def test_json_that_would_parse_out_of_proportion_is_413(make_server, label: str,
+                                                              body: bytes) -> None:
+    """A 4 MB body of "[]," parses into 100 MB of lists (72 bytes each) and holds the
+    event loop for the while: counted first, refused."""
+    server = await make_server()
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        for path in ("/v1/digit:predict", "/v1/models/digit:predict",
+                     "/v2/models/digit/infer", "/v1/text:predict"):
+            with traced() as peak:
+                resp = await client.post(path, content=body,
+                                         headers={"content-type": "application/json"})
+            assert resp.status_code == 413, (label, path, resp.text)
+            assert peak() < 3 * len(body), (label, path, peak())
