@@ -124,14 +124,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         which = request.input.WhichOneof("kind")
         if which is None:
             raise InvalidInput("input needs example_list or example_list_with_context")
-        examples = getattr(request.input, which).examples
-        task = served.manifest.task
-        return served, [feature_item(task, ex.features, i) for i, ex in enumerate(examples)]
+        return served, getattr(request.input, which).examples  # counted before it is read
 
-    async def _predict_task(self, served: ServedModel, items: list[Any],
+    async def _predict_task(self, served: ServedModel, examples: Any,
                             context: grpc.aio.ServicerContext) -> Any:
-        predict = getattr(self.dataplane, f"predict_{served.manifest.task}")
-        return await predict(items, model=served.name, version=served.version,
+        """Examples counted by the dataplane first, then read as the task's items."""
+        task = served.manifest.task
+        predict = getattr(self.dataplane, f"predict_{task}")
+        return await predict(examples, unwrap=lambda ex, i: feature_item(task, ex.features, i),
+                             model=served.name, version=served.version,
                              protocol=PROTOCOL, deadline=deadline_of(context))
 
     @map_errors
