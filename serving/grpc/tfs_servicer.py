@@ -117,7 +117,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.metadata["signature_def"].Pack(signatures)
         return response
 
-    async def _task_items(self, request: Any) -> tuple[ServedModel, list[Any]]:
+    async def _task_items(self, request: Any) -> tuple[ServedModel, Any]:
         _check_signature(request.model_spec)
         served = self.dataplane.model(request.model_spec.name,
                                       resolve_version(request.model_spec))
