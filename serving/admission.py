@@ -18,7 +18,7 @@ less than a byte, except the one-value fill, which this check exists for.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +54,14 @@ class WireTensor:
     @property
     def encoded(self) -> bool:
         return self.dtype == OBJECT
+
+
+def object_array(values: Sequence[Any]) -> np.ndarray:
+    """A 1-D object array of ``values`` (strings, bytes): np.array would make a 2-D array
+    of equal-length lists, or a fixed-width bytes array."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out
 
 
 def declared_shape(name: str, dims: Any) -> tuple[int, ...]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.admission import MAX_RANK, WireTensor, declared_shape
+from serving.admission import MAX_RANK, WireTensor, declared_shape, object_array
 from serving.errors import InvalidInput
 from serving.grpc.generated.tensorflow.core.framework import (
     tensor_pb2,
@@ -56,9 +56,7 @@ def _strings(proto: tensor_pb2.TensorProto, size: int, name: str) -> np.ndarray:
     if len(proto.string_val) != size:  # counted before any is converted
         raise InvalidInput(f"input {name!r}: {len(proto.string_val)} strings for {size} "
                            f"elements")
-    out = np.empty(size, dtype=object)
-    out[:] = list(proto.string_val)
-    return out
+    return object_array(proto.string_val)
 
 
 def _typed(proto: tensor_pb2.TensorProto, dtype: np.dtype, field: str, name: str) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.admission import MAX_RANK, WireTensor, declared_shape
+from serving.admission import MAX_RANK, WireTensor, declared_shape, object_array
 from serving.errors import InvalidInput
 from serving.grpc.generated import grpc_predict_v2_pb2 as pb
 from serving.v2_datatypes import NUMPY_TO_V2, V2_TO_NUMPY, decode_bytes
@@ -69,9 +69,7 @@ def from_contents(tensor: pb.ModelInferRequest.InferInputTensor) -> np.ndarray:
     if len(values) != size:  # counted before any is converted
         raise InvalidInput(f"input {tensor.name!r}: {len(values)} values for shape {shape}")
     if dtype.kind == "O":
-        out = np.empty(size, dtype=object)
-        out[:] = list(values)
-        return out.reshape(shape)
+        return object_array(values).reshape(shape)
     try:
         return np.asarray(values, dtype=dtype).reshape(shape)
     except (OverflowError, ValueError) as exc:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-import orjson
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
@@ -36,6 +35,7 @@ from uvicorn.protocols.http.httptools_impl import (
 
 from serving import request_ids
 from serving.config import Settings
+from serving.rest.errors import error_body
 from serving.rest.middleware import OPEN_PATHS
 
 HEALTH_RESERVE = 32  # connections past max_connections kept for health probes
@@ -85,7 +85,7 @@ def refusal_app(status: int, message: str,
                 extra: tuple[tuple[bytes, bytes], ...] = ()) -> ASGIApp:
     """An ASGI app answering ``{"error": message}`` at once. The body, if any, is not
     buffered: uvicorn discards it as it arrives (``extra`` may close the connection)."""
-    body = orjson.dumps({"error": message})
+    body = error_body(message)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": status, "headers": [
@@ -212,7 +212,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing() or self._lingering:
             return
         if cycle is None or cycle.response_complete or not cycle.response_started:
-            body = orjson.dumps({"error": message})
+            body = error_body(message)
             self.transport.write(b"".join([
                 STATUS_LINE[status], b"content-type: application/json\r\n",
                 b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body), body]))

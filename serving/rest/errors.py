@@ -25,8 +25,12 @@ from serving.errors import ServingError
 logger = logging.getLogger(__name__)
 
 
+def error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps({"error": message}), status_code=status,
+    return Response(error_body(message), status_code=status,
                     media_type="application/json", headers=headers)
 
 

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving import request_ids
 from serving.auth import key_allowed
 from serving.errors import PayloadTooLarge
+from serving.rest.errors import error_body
 
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
 
 
 async def _send_error(send: Send, status: int, message: str,
                       extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
-    body = orjson.dumps({"error": message})
+    body = error_body(message)
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from serving.admission import OBJECT, WireTensor
+from serving.admission import OBJECT, WireTensor, object_array
 from serving.config import Settings
 from serving.dataplane import DataPlane
 from serving.errors import InvalidInput, ModelNotFound
@@ -81,10 +81,8 @@ def to_tensor(served: ServedModel, spec: TensorSpec, values: Any) -> WireTensor:
 
 
 def _items(values: list[Any], *, binary: bool) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = [image_bytes(v, f"instance {i}") for i, v in enumerate(values)] if binary \
-        else values
-    return out
+    return object_array([image_bytes(v, f"instance {i}") for i, v in enumerate(values)]
+                        if binary else values)
 
 
 def row_inputs(served: ServedModel, instances: Any) -> dict[str, WireTensor]:

@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from serving.admission import MAX_RANK, WireTensor, declared_shape
+from serving.admission import MAX_RANK, WireTensor, declared_shape, object_array
 from serving.config import Settings
 from serving.dataplane import DataPlane
 from serving.errors import InvalidInput
@@ -98,9 +98,7 @@ def _strings(name: str, data: Any, size: int) -> np.ndarray:
             raise InvalidInput(f"input {name!r}: BYTES elements in JSON must be strings, "
                                f"got {type(value).__name__}")
     walk(data, 0)
-    out = np.empty(len(found), dtype=object)
-    out[:] = found
-    return out
+    return object_array(found)
 
 
 def request_id(body: dict[str, Any]) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import threading
 import time
@@ -31,13 +32,20 @@ class HealthProbe:
 
     def __enter__(self) -> HealthProbe:
         self._process.start()
-        self._started = self._results.get(timeout=60)  # the probe's first answer
+        self._results.get(timeout=60)  # the probe's first answer: it is measuring
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self.latencies, self.times, self.failures = self._results.get(timeout=60)
         self._process.join(timeout=60)
+
+    # For a server in this process's event loop: wait without blocking that loop.
+    async def __aenter__(self) -> HealthProbe:
+        return await asyncio.to_thread(self.__enter__)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.__exit__)
 
 
 def _probe(url: str, every_s: float, stop: Any, results: Any) -> None:

@@ -201,13 +201,13 @@ async def test_large_images_decode_off_the_event_loop(make_server, report, path:
     bomb = {"b64": b64(png_bomb(4000, 4000))}
     body = {"instances": [bomb] * 4} if path.startswith("/v1/models") else \
         {"inputs": [bomb] * 4}
-    async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
-        with HealthProbe(server.url) as probe:
-            await asyncio.sleep(0.2)
-            start = time.perf_counter()
-            resp = await client.post(path, json=body)
-            took = time.perf_counter() - start
-            await asyncio.sleep(0.1)
+    async with (httpx.AsyncClient(base_url=server.url, timeout=120) as client,
+                HealthProbe(server.url) as probe):
+        await asyncio.sleep(0.2)
+        start = time.perf_counter()
+        resp = await client.post(path, json=body)
+        took = time.perf_counter() - start
+        await asyncio.sleep(0.1)
     gaps = probe.latencies
     report("happened", path=path, status=resp.status_code, request_s=took,
            health_max_ms=max(gaps) * 1000, health_p99_ms=percentile(gaps, 99) * 1000,
