@@ -86,12 +86,12 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024,
                                    description="largest REST body (413 above)")
     max_body_bytes_in_flight: int = Field(
-        default=96 * 1024 * 1024, ge=1024,
+        default=64 * 1024 * 1024, ge=1024,
         description="REST request bodies held at once, counted by their declared length "
                     "(a chunked body at max_request_bytes); a request that does not fit is "
                     "answered 503 with Retry-After before its body is read")
     grpc_max_message_bytes: int = Field(
-        default=4 * 1024 * 1024, ge=1024,
+        default=2 * 1024 * 1024, ge=1024,
         description="largest gRPC message; with grpc_max_concurrent_rpcs it bounds the "
                     "memory of messages in flight (encoded images fit far more items than "
                     "float tensors)")
@@ -99,7 +99,7 @@ class Settings(BaseSettings):
         default=64, ge=1,
         description="gRPC calls in progress at once; more are answered RESOURCE_EXHAUSTED")
     max_image_pixels: int = Field(
-        default=16_777_216, ge=1,
+        default=12_582_912, ge=1,
         description="largest declared image size, checked from its header before decoding "
                     "(400 above)")
     max_request_pixels: int = Field(
@@ -113,7 +113,7 @@ class Settings(BaseSettings):
         description="threads decoding images and texts off the event loop (0: the CPUs "
                     "this process may use, from its affinity and cgroup CPU limit)")
     decode_memory_bytes: int = Field(
-        default=160 * 1024 * 1024, ge=1024 * 1024,
+        default=128 * 1024 * 1024, ge=1024 * 1024,
         description="memory the images being decoded at once may take, estimated from "
                     "their declared size and format; decodes wait for it, and an image "
                     "that needs more than all of it is refused (413)")

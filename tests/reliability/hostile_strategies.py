@@ -48,7 +48,7 @@ def images() -> list[bytes]:
     png, jpeg = solid_rgb(200, 10, 10), solid_rgb(10, 10, 200, fmt="JPEG")
     return [png, jpeg, digit_png(3), png[:40], jpeg[:300], b"\x89PNG\r\n\x1a\n", b"GIF89a",
             png_header_only(1 << 30, 1 << 30), png_header_only(0, 5), png_bomb(1000, 1000),
-            png_bomb(4000, 4000), png_bomb(5000, 5000), solid_rgb(1, 2, 3, size=600),
+            png_bomb(3500, 3500), png_bomb(5000, 5000), solid_rgb(1, 2, 3, size=600),
             solid_rgb(1, 2, 3, size=300, fmt="WEBP")]
 
 

@@ -186,19 +186,19 @@ async def test_items_are_counted_before_any_is_decoded(make_server, door: str) -
 
 async def test_a_requests_declared_pixels_are_budgeted_before_decoding(make_server) -> None:
     server = await make_server()
-    bomb = b64(png_bomb(4000, 4000))  # 16 M pixels each, 16 KB on the wire
+    bomb = b64(png_bomb(3500, 3500))  # 12.25 M pixels each, 12 KB on the wire
     status, message = await _rest_door(server.url, "/v1/digit:predict",
-                                       json={"inputs": [{"b64": bomb}] * 5})
+                                       json={"inputs": [{"b64": bomb}] * 6})
     assert status == 413, message
     assert "limit is 67108864 per request" in message
 
 
 @pytest.mark.parametrize("path", ["/v1/models/image:predict", "/v1/digit:predict"])
 async def test_large_images_decode_off_the_event_loop(make_server, report, path: str) -> None:
-    """Four 16-megapixel images (16 KB each on the wire, so 'small' by bytes) decode in the
+    """Four 12-megapixel images (12 KB each on the wire, so 'small' by bytes) decode in the
     pool: health keeps answering while they do."""
     server = await make_server()
-    bomb = {"b64": b64(png_bomb(4000, 4000))}
+    bomb = {"b64": b64(png_bomb(3500, 3500))}
     body = {"instances": [bomb] * 4} if path.startswith("/v1/models") else \
         {"inputs": [bomb] * 4}
     async with (httpx.AsyncClient(base_url=server.url, timeout=120) as client,
@@ -218,35 +218,35 @@ async def test_large_images_decode_off_the_event_loop(make_server, report, path:
 
 
 # Finding 4 --------------------------------------------------------------------------
-MILLION_EMPTY = [b""] * 1_000_000
+MANY_EMPTY = [b""] * 400_000  # 1.6 MB raw: under the 2 MiB gRPC message limit
 
 
 def _bytes_count_doors() -> dict[str, Callable[[Any], Any]]:
-    binary, headers = v2_binary_body("tokens", MILLION_EMPTY)
+    binary, headers = v2_binary_body("tokens", MANY_EMPTY)
     return {
         "v2 REST binary BYTES": lambda s: _rest_door(
             s.url, "/v2/models/text/infer", content=binary, headers=headers),
         "v2 gRPC raw BYTES": lambda s: _grpc_door(
             s.grpc_target, lambda ch: pb_grpc.GRPCInferenceServiceStub(ch).ModelInfer(
-                v2_bytes("text", "tokens", MILLION_EMPTY, raw=True), timeout=30)),
+                v2_bytes("text", "tokens", MANY_EMPTY, raw=True), timeout=30)),
         "v2 gRPC bytes_contents": lambda s: _grpc_door(
             s.grpc_target, lambda ch: pb_grpc.GRPCInferenceServiceStub(ch).ModelInfer(
-                v2_bytes("text", "tokens", MILLION_EMPTY, raw=False), timeout=30)),
+                v2_bytes("text", "tokens", MANY_EMPTY, raw=False), timeout=30)),
         "TF Serving gRPC string_val": lambda s: _grpc_door(
             s.grpc_target, lambda ch: prediction_service_pb2_grpc.PredictionServiceStub(
-                ch).Predict(strings("text", "tokens", MILLION_EMPTY), timeout=30)),
+                ch).Predict(strings("text", "tokens", MANY_EMPTY), timeout=30)),
     }
 
 
 @pytest.mark.parametrize("door", list(_bytes_count_doors()))
 async def test_string_tensors_are_counted_before_their_elements_are_read(
         make_server, door: str) -> None:
-    """A million empty strings (4 MB or less) for a text model: refused for their count,
-    before a million Python objects are made from them one by one."""
+    """400 000 empty strings (1.6 MB or less) for a text model: refused for their count,
+    before as many Python objects are made from them one by one."""
     server = await make_server()
     status, message = await _bytes_count_doors()[door](server)
     assert status in (400, grpc.StatusCode.INVALID_ARGUMENT.value[0]), (status, message)
-    assert "1000000 items in one request exceed the maximum batch size" in message, message
+    assert "400000 items in one request exceed the maximum batch size" in message, message
 
 
 # Finding 5 --------------------------------------------------------------------------

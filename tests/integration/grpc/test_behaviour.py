@@ -124,7 +124,7 @@ async def test_message_size_limit_is_a_setting(make_grpc_app):
 
 
 async def test_default_limit_fits_the_pod_and_encoded_images_fit_under_it(make_grpc_app):
-    """64 calls x 4 MiB bounds messages in flight (docs/reliability.md); a float image
+    """64 calls x 2 MiB bounds messages in flight (docs/reliability.md); a float image
     batch of 6.5 MB needs the setting raised, the same images encoded fit the default."""
     images = np.random.default_rng(0).random((24, 150, 150, 3), dtype=np.float32)
     default = await make_grpc_app()
