@@ -21,6 +21,7 @@ from serving.dataplane import DataPlane
 from serving.errors import InvalidInput, ModelNotFound
 from serving.models.manifest import TensorSpec
 from serving.rest.body import (
+    MAX_JSON_VALUES,
     check_json_cost,
     json_response,
     parse_json_object,
@@ -135,7 +136,7 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
     def parsed(raw: bytes, name: str, version: int | None
                ) -> tuple[ServedModel, dict[str, np.ndarray] | dict[str, WireTensor], bool]:
         """(model, inputs, row format?) of a predict body."""
-        check_json_cost(raw)  # before either parser: both build in proportion to structure
+        check_json_cost(raw, MAX_JSON_VALUES)  # simdjson's parse, then orjson's if it must
         if (fast := numeric_tensor(raw, SIGNATURE)) is not None:
             served = dataplane.model(name, version)
             specs = served.manifest.inputs

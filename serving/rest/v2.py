@@ -20,8 +20,16 @@ from serving.dataplane import DataPlane
 from serving.errors import InvalidInput
 from serving.models.manifest import TensorSpec
 from serving.rest import v2_binary
-from serving.rest.body import json_response, parse_json, request_deadline
+from serving.rest.body import (
+    MAX_JSON_VALUES,
+    MAX_PLAIN_JSON_VALUES,
+    check_json_cost,
+    json_response,
+    parse_json,
+    request_deadline,
+)
 from serving.rest.errors import error_response
+from serving.rest.json_tensors import v2_request
 from serving.rest.tensors import to_array
 from serving.v2_datatypes import NUMPY_TO_V2, V2_TO_NUMPY
 from serving.versions import parse_version
@@ -160,7 +168,8 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
     async def infer(request: Request, name: str, version: int | None) -> Response:
         served = dataplane.model(name, version)
         header, binary = v2_binary.split_body(request.headers, await request.body())
-        body = parse_json(header)
+        check_json_cost(header, MAX_JSON_VALUES)
+        body = v2_request(header, MAX_PLAIN_JSON_VALUES) or parse_json(header)
         if not isinstance(body, dict):
             raise InvalidInput("request body must be a JSON object")
         echo = request_id(body)

@@ -225,3 +225,34 @@ def v2_grpc(draw: st.DrawFn) -> pb.ModelInferRequest:
             tensor.contents.fp32_contents.extend(draw(numbers))
     return request
 
+
+
+def heavy_calls() -> list[tuple[str, RestCall | tuple[str, Any]]]:
+    """The most expensive requests each limit still lets in (or refuses only after
+    reading its headers or counting): replayed concurrently, to measure memory and health
+    at the limits rather than on average. gRPC calls as (method name, request)."""
+    bomb = {"b64": _b64(png_bomb(3500, 3500))}  # 12.25 M pixels: just under the limit
+    floats = b"[" + b",".join([b"0.5"] * 2_400_000) + b"]"  # 9 MB: under the values limit
+    lists = b"[" + b",".join([b"[]"] * 5_000_000) + b"]"  # 15 MB of "[],"
+    fill = predict_pb2.PredictRequest()
+    fill.model_spec.name = "digit"
+    fill.inputs["pixels"].CopyFrom(tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT,
+                                                          float_val=[0.5]))
+    for size in (32, 784):
+        fill.inputs["pixels"].tensor_shape.dim.add(size=size)
+    strings = pb.ModelInferRequest(model_name="text")
+    strings.inputs.add(name="tokens", datatype="BYTES", shape=[400_000])
+    strings.raw_input_contents.append(b"\0\0\0\0" * 400_000)
+    return [
+        ("bombs at the pixel limit", _json("/v1/models/image:predict",
+                                           {"instances": [bomb] * 4})),
+        ("2.4 M numbers", RestCall("POST", "/v1/digit:predict",
+                                   b'{"inputs": ' + floats + b"}",
+                                   {"content-type": "application/json"})),
+        ("5 M empty lists", RestCall("POST", "/v2/models/digit/infer",
+                                     b'{"inputs": ' + lists + b"}",
+                                     {"content-type": "application/json"})),
+        ("a 12 M-character text", _json("/v1/text:predict", {"text": "good " * 2_400_000})),
+        ("one-value fill of a full batch", ("Predict", fill)),
+        ("400 k BYTES elements", ("ModelInfer", strings)),
+    ]

@@ -11,7 +11,9 @@ measuring what the issue asks (docs/reliability.md, "Hostile input"):
 
 Doors: TF Serving REST and gRPC, v2 REST (JSON and binary) and gRPC, the task
 endpoints (hostile_strategies.py). Bounded: MODELSERVE_HOSTILE_EXAMPLES examples per
-door (default 60), derandomized so CI runs the same requests each time.
+door (default 60), derandomized so CI runs the same requests each time. Then the most
+expensive requests the limits let in (``heavy_calls``), HEAVY_ROUNDS times each from
+HEAVY_THREADS threads at once: memory and health at the limits, not on average.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -40,6 +43,8 @@ SERVER_ERRORS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
                  grpc.StatusCode.DATA_LOSS}
 RSS_GROWTH_MB = 200
 HEALTH_P99_S = 0.1
+HEAVY_THREADS = 4
+HEAVY_ROUNDS = 4
 
 
 class Doors:
@@ -83,6 +88,14 @@ class Doors:
             self.server_errors.append(what)
         assert not failed, what  # Hypothesis shrinks it to the smallest such request
 
+    def heavy(self, label: str, call: hs.RestCall | tuple[str, Any]) -> None:
+        if isinstance(call, hs.RestCall):
+            self.rest_call(f"heavy {label}", call)
+            return
+        method, request = call
+        stub = self.tfs if method == "Predict" else self.v2
+        self.grpc_call(f"heavy {label}", getattr(stub, method), request)
+
     def close(self) -> None:
         self.rest.close()
         self.channel.close()
@@ -121,6 +134,9 @@ async def test_hostile_traffic_through_every_door(start_server_process, tiny_mod
             fuzz(hs.task_rest(), lambda c: doors.rest_call("task", c))
             fuzz(hs.tfserving_grpc(), lambda r: doors.grpc_call("tfs-grpc", doors.tfs.Predict, r))
             fuzz(hs.v2_grpc(), lambda r: doors.grpc_call("v2-grpc", doors.v2.ModelInfer, r))
+            heavy = hs.heavy_calls() * HEAVY_ROUNDS
+            with ThreadPoolExecutor(HEAVY_THREADS) as pool:
+                list(pool.map(lambda item: doors.heavy(*item), heavy))
             time.sleep(0.5)
     finally:
         doors.close()
