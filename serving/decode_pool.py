@@ -7,6 +7,10 @@ decode first reserves the memory its header says it will take (``MemoryBudget``)
 the images in decoding at once never exceed the budget whatever the thread count.
 A job whose request has passed its deadline is dropped before it starts; a job whose
 client has left is cancelled while it waits.
+
+The threads run at a lower scheduling priority (nice +10; Linux schedules threads on
+their own): with as many decoding threads as CPUs, the event loop would otherwise wait
+for a CPU behind them, and health checks with it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,15 @@ from serving.errors import DeadlineExceeded, PayloadTooLarge
 P = ParamSpec("P")
 T = TypeVar("T")
 _CGROUP_V2_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+DECODE_NICE = 10
+
+
+def _lower_priority() -> None:
+    """In each decoding thread: yield the CPU to the event loop's thread when both want it."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not permitted
+        thread = threading.get_native_id()
+        nice = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, nice + DECODE_NICE))
 
 
 def available_cpus(cpu_max: Path = _CGROUP_V2_CPU_MAX) -> int:
@@ -83,7 +96,8 @@ class DecodePool:
     def __init__(self, threads: int, memory_bytes: int) -> None:
         self.threads = threads if threads > 0 else available_cpus()
         self.memory = MemoryBudget(memory_bytes)
-        self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="decode")
+        self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="decode",
+                                            initializer=_lower_priority)
 
     async def run(self, deadline: float, job: Callable[P, T], *args: P.args,
                   **kwargs: P.kwargs) -> T:

@@ -131,3 +131,14 @@ def test_available_cpus_follows_the_cgroup_quota(tmp_path: Path) -> None:
     assert available_cpus(cpu_max) == min(2, available_cpus(tmp_path / "none"))
     cpu_max.write_text("max 100000\n")
     assert available_cpus(cpu_max) == available_cpus(tmp_path / "none") >= 1
+
+
+async def test_decoding_threads_yield_the_cpu_to_the_event_loop() -> None:
+    import os
+
+    pool = DecodePool(threads=1, memory_bytes=1 << 20)
+    loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    thread_nice = await pool.run(
+        soon(), lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    assert thread_nice == min(19, loop_nice + 10)
+    pool.close()
