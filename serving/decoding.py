@@ -155,9 +155,12 @@ def _numbers_item(index: int, item: Any, numbers: Callable[[Any], np.ndarray]) -
 
 
 def _text(index: int, item: Any, max_chars: int) -> str:
-    """A text item: a string, or UTF-8 bytes (string tensors), its length checked before
-    it is decoded (a character takes at most 4 bytes)."""
+    """A text item: a string, or UTF-8 bytes (string tensors), its length checked first
+    (a character takes at most 4 bytes), before any work in proportion to it."""
     if isinstance(item, str):
+        if len(item) > max_chars:
+            raise InvalidInput(f"text {index} has {len(item)} characters; the limit is "
+                               f"{max_chars}")
         return item
     if not isinstance(item, _BINARY):
         raise InvalidInput(f"text {index} must be a string, got {type(item).__name__}")
