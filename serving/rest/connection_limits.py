@@ -39,12 +39,15 @@ from serving.rest.errors import error_body
 from serving.rest.middleware import OPEN_PATHS
 
 HEALTH_RESERVE = 32  # connections past max_connections kept for health probes
+SWEEP_S = 1.0  # how often heads and bodies are checked against their timeouts (at most)
 LINGER_S = 2.0  # how long a refused client still sending is read (and ignored) before closing
 ASGIApp = Any
 
 
 class ConnectionLimits:
-    """The limits and the state every connection of one server shares."""
+    """The limits and the state every connection of one server shares: the body budget,
+    and one sweep over the connections every SWEEP_S for heads and bodies past their time
+    (cheaper per request than a timer each: a request only notes when it started)."""
 
     def __init__(self, settings: Settings) -> None:
         self.max_connections = settings.max_connections
@@ -54,31 +57,47 @@ class ConnectionLimits:
         self.max_request_bytes = settings.max_request_bytes
         self.body_budget = settings.max_body_bytes_in_flight
         self.bodies_in_flight = 0
+        self.sweep_s = min(SWEEP_S, settings.header_timeout_s / 4, settings.body_timeout_s / 4)
+        self._connections: set[Any] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
 
-    def reserve_body(self, headers: list[tuple[bytes, bytes]]) -> int | None:
-        """Bytes reserved for the request's body (0: none), or None when it does not fit."""
-        size = _declared_body(headers, self.max_request_bytes)
-        if size and self.bodies_in_flight + size > self.body_budget:
-            return None
-        self.bodies_in_flight += size
-        return size
+    def admit(self, headers: list[tuple[bytes, bytes]], head_bytes: int
+              ) -> tuple[int, int | None]:
+        """(the head's size, bytes reserved for the body: 0 for none, None when it does not
+        fit), in one pass over the headers."""
+        body = 0
+        for name, value in headers:
+            head_bytes += len(name) + len(value) + 4
+            if name == b"content-length":
+                body = int(value) if value.isdigit() else 0  # the gateway refuses the rest
+            elif name == b"transfer-encoding":
+                body = self.max_request_bytes
+        if body and self.bodies_in_flight + body > self.body_budget:
+            return head_bytes, None
+        self.bodies_in_flight += body
+        return head_bytes, body
 
     def release_body(self, size: int) -> None:
         self.bodies_in_flight -= size
 
+    def watch(self, connections: set[Any], loop: asyncio.AbstractEventLoop) -> None:
+        """Sweep ``connections`` (uvicorn's set of open ones) while any is open."""
+        self._connections = connections
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self.sweep_s, self._sweep, loop)
 
-def _declared_body(headers: list[tuple[bytes, bytes]], chunked_size: int) -> int:
-    for name, value in headers:
-        if name == b"content-length":
-            return int(value) if value.isdigit() else 0  # the gateway refuses the rest
-        if name == b"transfer-encoding":
-            return chunked_size
-    return 0
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for connection in list(self._connections):
+            if isinstance(connection, LimitedHttpToolsProtocol):
+                connection.check_timeouts(now)
+        self._sweeper = loop.call_later(self.sweep_s, self._sweep, loop) \
+            if self._connections else None
 
 
-def _head_size(scope: dict[str, Any]) -> int:
-    return (len(scope.get("raw_path", b"")) + len(scope.get("query_string", b""))
-            + sum(len(name) + len(value) + 4 for name, value in scope["headers"]))
+def _declared_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name == b"transfer-encoding" or (name == b"content-length" and value != b"0")
+               for name, value in headers)
 
 
 def refusal_app(status: int, message: str,
@@ -113,26 +132,24 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     _lingering = False
     _heads = 0  # heads completed on this connection
     _head_bytes = 0
-    _head_timer: asyncio.TimerHandle | None = None
-    _body_timer: asyncio.TimerHandle | None = None
+    # loop.time() when the current head (or body) began; None when none is under way.
+    _head_since: float | None = None
+    _body_since: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
         if len(self.connections) > self.limits.max_connections + HEALTH_RESERVE:
             self.transport.close()
             return
-        self._arm_head_timer()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_timers()
-        super().connection_lost(exc)
+        self._head_since = self.loop.time()  # a silent connection is a slow head too
+        self.limits.watch(self.connections, self.loop)
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
             return  # answered and closing: what the client still sends is dropped
         in_head, heads = self._in_head, self._heads
-        if in_head and self._head_timer is None:  # the first byte of a kept-alive request
-            self._arm_head_timer()
+        if in_head and self._head_since is None:  # the first byte of a kept-alive request
+            self._head_since = self.loop.time()
         super().data_received(data)
         if in_head and self._heads == heads and not self.transport.is_closing():
             # A whole chunk inside one head: count it (a complete head is measured
@@ -148,33 +165,42 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._heads += 1
         self._head_bytes = 0
-        self._cancel_timers()
+        self._head_since = None
         super().on_headers_complete()
-        if self.parser is not None and _declared_body(self.headers, 1):
-            self._body_timer = self.loop.call_later(self.limits.body_timeout_s,
-                                                    self._body_timed_out)
+        if self.parser is not None and _declared_body(self.headers):
+            self._body_since = self.loop.time()
 
     def on_message_complete(self) -> None:
-        self._cancel_timers()
+        self._body_since = None
         self._in_head = True  # the next bytes are the next request's head
         super().on_message_complete()
 
+    def check_timeouts(self, now: float) -> None:
+        """From the limits' sweep: a head or a body past its time is answered 408."""
+        if self._head_since is not None and now - self._head_since > \
+                self.limits.header_timeout_s:
+            self._answer_and_close(408, "request headers took too long")
+        elif self._body_since is not None and now - self._body_since > \
+                self.limits.body_timeout_s:
+            self._answer_and_close(408, "request body took too long")
+
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGIApp) -> None:
         scope = cast(dict[str, Any], cycle.scope)
-        if _head_size(scope) > self.limits.max_header_bytes:
+        head_bytes, reserved = self.limits.admit(
+            scope["headers"], len(scope["raw_path"]) + len(scope["query_string"]))
+        if head_bytes > self.limits.max_header_bytes:
             app = refusal_app(431, f"request line and headers exceed "
                                    f"{self.limits.max_header_bytes} bytes",
                               ((b"connection", b"close"),))
         elif app is not self.app and scope["path"] in OPEN_PATHS:
             app = self.app  # past max_connections uvicorn answers 503: not to health
-        if app is not self.app:
+        elif reserved is None and app is self.app:
+            app = refusal_app(503, "too many request bodies in flight; retry shortly",
+                              ((b"retry-after", b"1"),))
+        if app is not self.app or reserved is None:
+            if reserved:
+                self.limits.release_body(reserved)
             super()._start_asgi_task(cycle, app)
-            return
-        reserved = self.limits.reserve_body(scope["headers"])
-        if reserved is None:
-            super()._start_asgi_task(cycle, refusal_app(
-                503, "too many request bodies in flight; retry shortly",
-                ((b"retry-after", b"1"),)))
             return
         self._start_app_task(cycle, reserved)
 
@@ -183,25 +209,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         budget until it ends; the hot lane (hot_protocol.py) takes its routes here."""
         app = _releasing(self.app, self.limits, reserved) if reserved else self.app
         super()._start_asgi_task(cycle, app)
-
-    def _arm_head_timer(self) -> None:
-        self._head_timer = self.loop.call_later(self.limits.header_timeout_s,
-                                                self._head_timed_out)
-
-    def _cancel_timers(self) -> None:
-        for timer in (self._head_timer, self._body_timer):
-            if timer is not None:
-                timer.cancel()
-        self._head_timer = self._body_timer = None
-
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
-        if self._in_head:
-            self._answer_and_close(408, "request headers took too long")
-
-    def _body_timed_out(self) -> None:
-        self._body_timer = None
-        self._answer_and_close(408, "request body took too long")
 
     def _answer_and_close(self, status: int, message: str, *, linger: bool = False) -> None:
         """Answer (unless a response has begun) and close; the request's handler, if any,
@@ -219,7 +226,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True
             cycle.message_event.set()
-        self._cancel_timers()
+        self._head_since = self._body_since = None
         if linger and self.transport.can_write_eof():
             self._lingering = True
             self.transport.write_eof()

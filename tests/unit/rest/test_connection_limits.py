@@ -31,10 +31,12 @@ def test_uvicorn_internals_are_where_we_subclass_them() -> None:
 
 def test_body_budget_counts_declared_lengths_and_chunked_bodies_at_the_limit() -> None:
     limits = ConnectionLimits(Settings(max_body_bytes_in_flight=3000, max_request_bytes=2000))
-    assert limits.reserve_body([(b"content-length", b"1000")]) == 1000
-    assert limits.reserve_body([(b"transfer-encoding", b"chunked")]) == 2000
-    assert limits.reserve_body([(b"content-length", b"1")]) is None  # full
-    assert limits.reserve_body([]) == 0  # no body: always admitted
+    assert limits.admit([(b"content-length", b"1000")], 10) == (10 + 14 + 4 + 4, 1000)
+    assert limits.admit([(b"transfer-encoding", b"chunked")], 0)[1] == 2000
+    assert limits.admit([(b"content-length", b"1")], 0)[1] is None  # full
+    assert limits.admit([], 0) == (0, 0)  # no body: always admitted
     limits.release_body(2000)
-    assert limits.reserve_body([(b"content-length", b"2000")]) == 2000
-    assert _declared_body([(b"content-length", b"x1")], 5) == 0  # the gateway says 413
+    assert limits.admit([(b"content-length", b"2000")], 0)[1] == 2000
+    assert limits.admit([(b"content-length", b"x1")], 0)[1] == 0  # the gateway says 413
+    assert _declared_body([(b"content-length", b"5")]) and not _declared_body(
+        [(b"content-length", b"0")])
