@@ -31,7 +31,7 @@ def _verbose(value: str) -> Any:
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="default: digit 128, text 32, image 32")
+                   help="default: digit 128, text 32, image 16")
     p.add_argument("--verbose", type=_verbose, default="auto",
                    help="Keras progress: auto (a bar on a terminal, else a line per epoch), "
                         "0 (silent), 1 (bar), 2 (a line per epoch)")
@@ -66,13 +66,16 @@ def _add_train(subparsers: Any) -> None:
                    help="held-out share when the data has no test split")
     p.add_argument("--learning-rate", type=float, default=None,
                    help="Adam's peak rate (warm-up, then cosine decay); default: digit 2e-3, "
-                        "text 5e-3, image 2e-3")
+                        "text 2e-3, image 2e-3")
     p.add_argument("--validation-fraction", type=float, default=0.1,
                    help="text: share of the training texts held out for early stopping")
     p.add_argument("--patience", type=int, default=5,
                    help="text: epochs without a lower validation loss before stopping")
     p.add_argument("--dropout", type=float, default=0.5,
                    help="text: dropout on the pooled embedding (0 turns it off)")
+    p.add_argument("--nb-init-dims", type=int, default=16,
+                   help="text: embedding dimensions that start at each word's naive-Bayes "
+                        "log-count ratio (0: all random)")
     base = p.add_mutually_exclusive_group()
     base.add_argument("--train-base", dest="train_base", action="store_true", default=None,
                       help="image: train MobileNetV2 too (default when no weights are loaded)")
@@ -99,7 +102,7 @@ def _add_build(subparsers: Any) -> None:
                    help="epochs for all models (N) or one (image=2); repeatable")
     _add_common(p)
     p.add_argument("--image-train-limit", type=int, default=None,
-                   help="image: training images (default 6000)")
+                   help="image: training images (default 9000)")
     p.add_argument("--image-test-limit", type=int, default=None,
                    help="image: test images (default 1000)")
     p.add_argument("--quick", action="store_true",
@@ -172,7 +175,8 @@ def _run_train(args: argparse.Namespace) -> int:
                      oov_token=args.oov_token, corpus=args.corpus,
                      test_fraction=args.test_fraction, learning_rate=args.learning_rate,
                      validation_fraction=args.validation_fraction, patience=args.patience,
-                     dropout=args.dropout, train_base=args.train_base)
+                     dropout=args.dropout, nb_init_dims=args.nb_init_dims,
+                     train_base=args.train_base)
     if args.out.exists() and any(args.out.iterdir()):
         raise CLIError(f"run directory {args.out} exists and is not empty")
     preflight([args.model], config)

@@ -12,8 +12,8 @@ TASKS = ("digit", "text", "image")
 # Per-task defaults, chosen by the measurements in docs/training.md. Text epochs are a
 # ceiling: early stopping on the validation split usually ends it sooner.
 DEFAULT_EPOCHS = {"digit": 10, "text": 20, "image": 1}
-DEFAULT_BATCH_SIZE = {"digit": 128, "text": 32, "image": 32}
-DEFAULT_LEARNING_RATE = {"digit": 2e-3, "text": 5e-3, "image": 2e-3}
+DEFAULT_BATCH_SIZE = {"digit": 128, "text": 32, "image": 16}
+DEFAULT_LEARNING_RATE = {"digit": 2e-3, "text": 2e-3, "image": 2e-3}
 PARITY_ITEMS = 32
 
 
@@ -37,6 +37,7 @@ class TrainConfig:
     validation_fraction: float = 0.1  # text: early-stopping split taken from the training part
     patience: int = 5  # text: epochs without a better validation loss before stopping
     dropout: float = 0.5  # text: on the pooled embedding
+    nb_init_dims: int = 16  # text: embedding dimensions started at naive-Bayes ratios (0: none)
     image_data_dir: Path | None = None
     image_size: int = 150
     weights: str = "auto"  # auto | imagenet | none | a weights file

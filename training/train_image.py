@@ -26,8 +26,10 @@ from training.errors import DataError, TrainingError
 from training.fitting import fit, score, seed_everything, steps_per_epoch, warmup_cosine
 
 logger = logging.getLogger(__name__)
-DEFAULT_TRAIN_LIMIT = 6000
+DEFAULT_TRAIN_LIMIT = 9000
 DEFAULT_TEST_LIMIT = 1000
+RECALIBRATION_BATCHES = 32  # of 32 images: at momentum 0.9, 3% of the old state is left
+RECALIBRATION_MOMENTUM = 0.9
 
 
 def resolve_image_dir(config: TrainConfig) -> Path:
@@ -48,7 +50,7 @@ def build_image_model(config: TrainConfig, learning_rate: Any) -> tuple[Any, dic
         train_base = config.train_base if config.train_base is not None else weights is None
         try:
             model = models.build_image(config.image_size, weights, train_base, learning_rate,
-                                       bn_momentum=0.9 if weights is None and train_base else None)
+                                       bn_momentum=scratch_momentum(weights, train_base))
         except Exception as exc:  # download/IO errors differ by platform
             if choice != "auto":
                 raise TrainingError(f"cannot load MobileNetV2 weights {choice!r}: {exc}") from exc
@@ -59,6 +61,12 @@ def build_image_model(config: TrainConfig, learning_rate: Any) -> tuple[Any, dic
                                                  else f"file:{Path(weights).name}")
         return model, {"requested": choice, "source": source, "base_trainable": train_base}
     raise TrainingError("no usable MobileNetV2 weights")  # unreachable: None always builds
+
+
+def scratch_momentum(weights: str | None, train_base: bool) -> float | None:
+    """BatchNorm momentum 0.9 for a base trained from random weights (MobileNetV2's 0.999
+    would leave the statistics near their initial values after a few hundred steps)."""
+    return 0.9 if weights is None and train_base else None
 
 
 def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int,
@@ -94,6 +102,46 @@ def augmented_dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig,
     return ds.prefetch(2)
 
 
+def batchnorm_layers(model: Any, kind: type) -> Iterator[Any]:
+    """Every layer of ``kind`` in the model and in the models nested in it (the base)."""
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, kind):
+            yield layer
+        else:
+            yield from batchnorm_layers(layer, kind)
+
+
+def recalibrate_batchnorm(model: Any, x: np.ndarray, codec: ImageCodec, seed: int,
+                          batches: int = RECALIBRATION_BATCHES, batch_size: int = 32) -> int:
+    """Re-estimate every BatchNorm's moving statistics with the final weights.
+
+    During training the moving averages trail weights that keep changing, and after a
+    short run (the quick build's 40 steps) they still hold much of their initial values,
+    so inference sees activations scaled for another network (a model at 0.9 in training
+    can answer one class for everything). Forward passes in training mode over
+    un-augmented training images, with no gradient step, set the statistics for the
+    weights that are exported ("precise BN"); at momentum 0.9 the last ~20 batches count
+    and the earlier state is forgotten. Returns the number of images used.
+    """
+    import keras
+    import tensorflow as tf
+
+    layers = list(batchnorm_layers(model, keras.layers.BatchNormalization))
+    momenta = [layer.momentum for layer in layers]
+    forward = tf.function(lambda images: model(images, training=True))
+    order = np.random.default_rng(seed).permutation(len(x))[:batches * batch_size]
+    try:
+        for layer in layers:
+            layer.momentum = RECALIBRATION_MOMENTUM
+        for start in range(0, len(order), batch_size):
+            forward(image_data.pixels_from_uint8(x[np.sort(order[start:start + batch_size])],
+                                                 codec))
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+    return len(order)
+
+
 def train_image(config: TrainConfig) -> TrainResult:
     codec = ImageCodec(height=config.image_size, width=config.image_size)
     data_dir = resolve_image_dir(config)
@@ -116,8 +164,14 @@ def train_image(config: TrainConfig) -> TrainResult:
         curves = fit(model, augmented_dataset(split.x_train, split.y_train, config, codec), None,
                      epochs=epochs, batch_size=batch_size, verbose=config.verbose,
                      steps_per_epoch=steps)
+    bn_momentum = scratch_momentum(None if weights["source"] == "none" else weights["source"],
+                                   weights["base_trainable"])
     model = precision.as_float32(model, lambda: models.build_image(
-        config.image_size, None, weights["base_trainable"], 1e-3))
+        config.image_size, None, weights["base_trainable"], 1e-3, bn_momentum=bn_momentum))
+    if weights["base_trainable"]:  # a frozen base runs in inference mode: nothing to redo
+        recalibrated = recalibrate_batchnorm(model, split.x_train, codec, config.seed)
+        logger.info("image: BatchNorm statistics re-estimated on %d training images",
+                    recalibrated)
     x_test = image_data.pixels_from_uint8(split.x_test, codec)
     metrics = score(model, x_test, split.y_test)
     metrics["train_items"] = len(split.y_train)

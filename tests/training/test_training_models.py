@@ -174,3 +174,23 @@ def test_fixed_seed_gives_repeatable_training() -> None:
     assert history["epochs_run"] == len(history["epochs"]["val_loss"]) == 2
     assert history["val_loss"] == min(history["epochs"]["val_loss"])
     assert first.metrics["train_items"] + first.metrics["validation_items"] == 2000
+
+
+def test_naive_bayes_ratios_and_embedding_start() -> None:
+    from training.train_text import naive_bayes_ratios, start_embedding_from
+
+    # ids: 1 only in positive texts, 2 only in negative ones, 3 in both; 0 is padding.
+    tokens = np.array([[1, 3, 0, 0], [1, 1, 0, 0], [2, 3, 0, 0]], dtype=np.int32)
+    labels = np.array([1, 1, 0])
+    ratios = naive_bayes_ratios(tokens, labels, vocab_size=5)
+    positive = np.array([3 + 1, 0 + 1, 1 + 1, 0 + 1], float)  # ids 1-4: counts + 1
+    negative = np.array([0 + 1, 1 + 1, 1 + 1, 0 + 1], float)
+    expected = np.r_[0.0, np.log(positive / 8) - np.log(negative / 6)]
+    np.testing.assert_allclose(ratios, expected)
+    assert ratios[1] > 0 > ratios[2]
+    model = models.build_text(vocab_size=5, max_length=4, embedding_dim=6)
+    before = model.get_layer("embedding").get_weights()[0].copy()
+    start_embedding_from(model, ratios, dims=4)
+    after = model.get_layer("embedding").get_weights()[0]
+    np.testing.assert_allclose(after[:, :4], np.repeat(ratios[:, None], 4, axis=1), rtol=1e-6)
+    np.testing.assert_array_equal(after[:, 4:], before[:, 4:])
