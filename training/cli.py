@@ -102,7 +102,7 @@ def _add_build(subparsers: Any) -> None:
                    help="epochs for all models (N) or one (image=2); repeatable")
     _add_common(p)
     p.add_argument("--image-train-limit", type=int, default=None,
-                   help="image: training images (default 8000)")
+                   help="image: training images (default 9000)")
     p.add_argument("--image-test-limit", type=int, default=None,
                    help="image: test images (default 1000)")
     p.add_argument("--quick", action="store_true",

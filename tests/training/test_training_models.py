@@ -194,3 +194,23 @@ def test_naive_bayes_ratios_and_embedding_start() -> None:
     after = model.get_layer("embedding").get_weights()[0]
     np.testing.assert_allclose(after[:, :4], np.repeat(ratios[:, None], 4, axis=1), rtol=1e-6)
     np.testing.assert_array_equal(after[:, 4:], before[:, 4:])
+
+
+def test_batchnorm_statistics_become_the_mean_over_batches() -> None:
+    import tensorflow as tf
+
+    from training.train_image import batchnorm_layers, recalibrate_batchnorm
+
+    inner = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization(momentum=0.9)])
+    model = keras.Sequential([keras.Input((3,)), inner, keras.layers.Dense(1)])
+    (bn,) = batchnorm_layers(model, keras.layers.BatchNormalization)  # found inside `inner`
+    batches = [np.random.default_rng(i).normal(i, 1 + i, (8, 3)).astype(np.float32)
+               for i in range(5)]
+    dataset = tf.data.Dataset.from_tensor_slices((np.stack(batches), np.zeros((5, 8))))
+    assert recalibrate_batchnorm(model, dataset, count=4) == 32
+    np.testing.assert_allclose(bn.moving_mean.numpy(),
+                               np.mean([b.mean(axis=0) for b in batches[:4]], axis=0), rtol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(),
+                               np.mean([b.var(axis=0) for b in batches[:4]], axis=0), rtol=1e-5)
+    assert bn.momentum == 0.9
+    np.testing.assert_array_equal(model.layers[-1].get_weights()[1], [0.0])  # no training
