@@ -53,7 +53,8 @@ def build_image_model(config: TrainConfig, learning_rate: Any) -> tuple[Any, dic
         train_base = config.train_base if config.train_base is not None else weights is None
         try:
             model = models.build_image(config.image_size, weights, train_base, learning_rate,
-                                       bn_momentum=scratch_momentum(weights, train_base))
+                                       bn_momentum=scratch_momentum(weights is not None,
+                                                                    train_base))
         except Exception as exc:  # download/IO errors differ by platform
             if choice != "auto":
                 raise TrainingError(f"cannot load MobileNetV2 weights {choice!r}: {exc}") from exc
@@ -66,10 +67,10 @@ def build_image_model(config: TrainConfig, learning_rate: Any) -> tuple[Any, dic
     raise TrainingError("no usable MobileNetV2 weights")  # unreachable: None always builds
 
 
-def scratch_momentum(weights: str | None, train_base: bool) -> float | None:
+def scratch_momentum(pretrained: bool, train_base: bool) -> float | None:
     """BatchNorm momentum 0.9 for a base trained from random weights (MobileNetV2's 0.999
     would leave the statistics near their initial values after a few hundred steps)."""
-    return 0.9 if weights is None and train_base else None
+    return 0.9 if train_base and not pretrained else None
 
 
 def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int,
@@ -143,6 +144,34 @@ def recalibrate_batchnorm(model: Any, batches: Any, count: int = RECALIBRATION_B
     return images
 
 
+def train_network(config: TrainConfig, split: image_data.ImageSplit,
+                  codec: ImageCodec) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Build and fit the network; returns the float32 model, the weights used, the curves."""
+    epochs, batch_size = config.epochs_for("image"), config.batch_size_for("image")
+    steps = epochs * steps_per_epoch(len(split.y_train), batch_size)
+    seed_everything(config.seed)
+    policy = precision.resolve(config.precision)
+    with precision.policy(policy):
+        model, weights = build_image_model(
+            config, warmup_cosine(config.learning_rate_for("image"), steps))
+        logger.info("image: weights %s, base %s, %d training images x %d epochs, %s",
+                    weights["source"], "trained" if weights["base_trainable"] else "frozen",
+                    len(split.y_train), epochs, policy)
+        train_ds = augmented_dataset(split.x_train, split.y_train, config, codec)
+        curves = fit(model, train_ds, None, epochs=epochs, batch_size=batch_size,
+                     verbose=config.verbose, steps_per_epoch=steps // epochs)
+    momentum = scratch_momentum(weights["source"] != "none", weights["base_trainable"])
+    model = precision.as_float32(model, lambda: models.build_image(
+        config.image_size, None, weights["base_trainable"], 1e-3, bn_momentum=momentum))
+    # A frozen base runs in inference mode: its statistics are the pretrained ones.
+    reestimate = weights["base_trainable"] and steps < RECALIBRATE_BELOW_STEPS
+    if reestimate:
+        logger.info("image: BatchNorm statistics re-estimated on %d training images after "
+                    "%d steps", recalibrate_batchnorm(model, train_ds), steps)
+    return model, weights, {"epochs": curves, "steps": steps, "precision": policy,
+                            "batchnorm_reestimated": reestimate}
+
+
 def train_image(config: TrainConfig) -> TrainResult:
     codec = ImageCodec(height=config.image_size, width=config.image_size)
     data_dir = resolve_image_dir(config)
@@ -152,28 +181,7 @@ def train_image(config: TrainConfig) -> TrainResult:
                                        test_limit=test_limit or None,
                                        test_fraction=config.test_fraction, seed=config.seed,
                                        as_uint8=True)
-    epochs, batch_size = config.epochs_for("image"), config.batch_size_for("image")
-    steps = steps_per_epoch(len(split.y_train), batch_size)
-    seed_everything(config.seed)
-    policy = precision.resolve(config.precision)
-    with precision.policy(policy):
-        model, weights = build_image_model(
-            config, warmup_cosine(config.learning_rate_for("image"), epochs * steps))
-        logger.info("image: weights %s, base %s, %d training images x %d epochs, %s",
-                    weights["source"], "trained" if weights["base_trainable"] else "frozen",
-                    len(split.y_train), epochs, policy)
-        train_ds = augmented_dataset(split.x_train, split.y_train, config, codec)
-        curves = fit(model, train_ds, None, epochs=epochs, batch_size=batch_size,
-                     verbose=config.verbose, steps_per_epoch=steps)
-    bn_momentum = scratch_momentum(None if weights["source"] == "none" else weights["source"],
-                                   weights["base_trainable"])
-    model = precision.as_float32(model, lambda: models.build_image(
-        config.image_size, None, weights["base_trainable"], 1e-3, bn_momentum=bn_momentum))
-    # A frozen base runs in inference mode: its statistics are the pretrained ones.
-    if weights["base_trainable"] and epochs * steps < RECALIBRATE_BELOW_STEPS:
-        recalibrated = recalibrate_batchnorm(model, train_ds)
-        logger.info("image: BatchNorm statistics re-estimated on %d training images after "
-                    "%d steps", recalibrated, epochs * steps)
+    model, weights, history = train_network(config, split, codec)
     x_test = image_data.pixels_from_uint8(split.x_test, codec)
     metrics = score(model, x_test, split.y_test)
     metrics["train_items"] = len(split.y_train)
@@ -188,7 +196,7 @@ def train_image(config: TrainConfig) -> TrainResult:
                  "test_fraction": config.test_fraction, "seed": config.seed},
         hyperparameters={**hyperparameters(config, "image", "image_size"),
                          "train_limit": train_limit, "test_limit": test_limit,
-                         "schedule": "warmup_cosine", "precision": policy,
+                         "schedule": "warmup_cosine", "precision": history["precision"],
                          "augmentation": {"horizontal_flip": True, "zoom": 0.2, "shear": 0.2}},
         parity_inputs=x_test[:PARITY_ITEMS], train_seconds=0.0, weights=weights,
-        history={"epochs": curves})
+        history=history)
