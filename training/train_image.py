@@ -51,6 +51,9 @@ def build_image_model(config: TrainConfig, learning_rate: Any) -> tuple[Any, dic
                                                "imagenet": ["imagenet"], "none": [None]}
     for weights in candidates.get(choice, [str(Path(choice).resolve())]):
         train_base = config.train_base if config.train_base is not None else weights is None
+        # Each attempt from the same random state: a failed imagenet download must not
+        # change the random weights "auto" ends with (they equal "none"'s).
+        seed_everything(config.seed)
         try:
             model = models.build_image(config.image_size, weights, train_base, learning_rate,
                                        bn_momentum=scratch_momentum(weights is not None,
