@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 import zmq
-import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from serving.engine import wire
 from serving.engine.arena import Arena, Placed
+from serving.engine.sockets import SocketReader
 from serving.errors import DeadlineExceeded, EngineUnavailable, ServingError
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 # the deadline itself), it is stuck: the front end answers 504 without it.
 DEADLINE_GRACE_S = 1.0
 StateHandler = Callable[["EngineLink", dict[str, Any] | None], Awaitable[None]]
+_CONNECTED, _DISCONNECTED = b"connected", b"disconnected"  # socket monitor events
 
 
 @dataclass(eq=False)
@@ -63,10 +64,14 @@ class EngineLink:
         self.controls: dict[int, asyncio.Future[bool]] = {}
         self._ids = itertools.count(1)
         self._arena: Arena | None = None
-        self._context = zmq.asyncio.Context()
-        self._socket: zmq.asyncio.Socket | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._context = zmq.Context()
+        self._data: SocketReader | None = None
+        self._monitor: SocketReader | None = None
+        # Tables, control answers and connection events, handled one at a time in order.
+        self._events: asyncio.Queue[tuple[bytes, Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
         self._welcomed = asyncio.Event()
+        self._closing = False
 
     # Lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -81,10 +86,9 @@ class EngineLink:
         monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED
                                           | zmq.EVENT_DISCONNECTED)
         sock.connect(self.address)
-        self._socket = sock
-        self._tasks = [asyncio.create_task(self._receive(), name=f"engine-{self.index}-recv"),
-                       asyncio.create_task(self._watch(monitor),
-                                           name=f"engine-{self.index}-monitor")]
+        self._task = asyncio.create_task(self._handle_events(), name=f"engine-{self.index}")
+        self._monitor = SocketReader(monitor, self._on_monitor)
+        self._data = SocketReader(sock, self._on_message)
 
     async def wait_welcomed(self, timeout_s: float) -> bool:
         with contextlib.suppress(TimeoutError):
@@ -93,17 +97,19 @@ class EngineLink:
         return self.up
 
     async def close(self) -> None:
-        if self._socket is not None and self.up:
+        self._closing = True
+        if self.up:
             self._send([wire.BYE, b""])
         await self._went_down("this front end is closing")
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self._socket is not None:
-            self._socket.disable_monitor()
-            self._socket.close(linger=0)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._data is not None:
+            self._data.sock.disable_monitor()
+            self._data.close()
+        if self._monitor is not None:
+            self._monitor.close()
         self._context.term()
 
     # Requests -------------------------------------------------------------------------
@@ -121,7 +127,7 @@ class EngineLink:
         loop = asyncio.get_running_loop()
         item = self.pending[rid] = _Pending(loop.create_future(), placed.block)
         header = wire.pack([rid, instance, deadline, placed.tensors])
-        if not self._send([wire.INFER, header, *placed.frames]):
+        if not self._send([wire.INFER, header], placed.frames):
             self._settle(rid)
             raise EngineUnavailable(f"engine {self.index} is not running; retry shortly")
         if deadline is not None:
@@ -166,40 +172,52 @@ class EngineLink:
             self._arena.free(*item.block)
         return item
 
-    def _send(self, parts: list[Any]) -> bool:
-        if self._socket is None:
+    def _send(self, parts: list[Any], frames: list[Any] | None = None) -> bool:
+        if self._data is None:
             return False
-        error = wire.send_now(self._socket, parts[:2], parts[2:])
+        error = self._data.send(parts, frames or ())
         if error is not None:
             log.debug("engine %d: send failed: %s", self.index, error)
         return error is None
 
-    # Answers --------------------------------------------------------------------------
-    async def _receive(self) -> None:
-        assert self._socket is not None
-        while True:
-            kind, header, *frames = await self._socket.recv_multipart(copy=False)
-            try:
-                await self._dispatch(kind.bytes, header.bytes, frames)
-            except Exception:  # one bad message must not stop the link
-                log.exception("engine %d: could not handle a %r message", self.index,
-                              kind.bytes)
-
-    async def _dispatch(self, kind: bytes, header: bytes, frames: list[Any]) -> None:
-        if kind == wire.RESULT:
-            rid, tensors = wire.unpack(header)
+    # Messages -------------------------------------------------------------------------
+    def _on_message(self, message: list[Any]) -> None:
+        """Answers are settled at once; everything else is handled in order."""
+        kind, header, *frames = message
+        if kind.bytes == wire.RESULT:
+            rid, tensors = wire.unpack(header.buffer)
             item = self._settle(rid)
             if item is not None and not item.future.done():
                 item.future.set_result(wire.read_tensors(tensors, iter(frames)))
-        elif kind == wire.ERROR:
-            rid, fields = wire.unpack(header)
+        elif kind.bytes == wire.ERROR:
+            rid, fields = wire.unpack(header.buffer)
             item = self._settle(rid)
             if item is not None and not item.future.done():
                 item.future.set_exception(wire.error_from(fields))
-        elif kind == wire.STATE:
-            await self._apply_state(wire.unpack(header))
+        elif kind.bytes != wire.PING:
+            self._events.put_nowait((kind.bytes, wire.unpack(header.buffer)))
+
+    def _on_monitor(self, message: list[Any]) -> None:
+        event = parse_monitor_message([frame.bytes for frame in message])["event"]
+        self._events.put_nowait((_CONNECTED if event == zmq.EVENT_HANDSHAKE_SUCCEEDED
+                                 else _DISCONNECTED, None))
+
+    async def _handle_events(self) -> None:
+        while True:
+            kind, body = await self._events.get()
+            try:
+                await self._handle_event(kind, body)
+            except Exception:  # one bad message must not stop the link
+                log.exception("engine %d: could not handle a %r message", self.index, kind)
+
+    async def _handle_event(self, kind: bytes, body: Any) -> None:
+        if kind == wire.STATE:
+            await self.on_state(self, body)  # the table is in place before "ready" shows
+            self.ready = bool(body["ready"])
+            self.generation = body["generation"]
+            self._send([wire.ACK, wire.pack([self.generation])])
         elif kind == wire.DONE:
-            cid, fields, placed = wire.unpack(header)
+            cid, fields, placed = body
             future = self.controls.get(cid)
             if future is not None and not future.done():
                 if fields is None:
@@ -207,7 +225,11 @@ class EngineLink:
                 else:
                     future.set_exception(wire.error_from(fields))
         elif kind == wire.WELCOME:
-            self._welcome(wire.unpack(header))
+            self._welcome(body)
+        elif kind == _CONNECTED and not self._closing:
+            self._hello()
+        elif kind == _DISCONNECTED:
+            await self._went_down(f"engine {self.index} went away; retry shortly")
 
     def _welcome(self, answer: dict[str, Any]) -> None:
         if self._arena is not None:
@@ -221,24 +243,7 @@ class EngineLink:
         self._welcomed.set()
         log.info("engine %d at %s: connected", self.index, self.address)
 
-    async def _apply_state(self, state: dict[str, Any]) -> None:
-        self.ready = bool(state["ready"])
-        await self.on_state(self, state)
-        self.generation = state["generation"]
-        self._send([wire.ACK, wire.pack([self.generation])])
-
     # Connection -----------------------------------------------------------------------
-    async def _watch(self, monitor: zmq.asyncio.Socket) -> None:
-        try:
-            while True:
-                event = parse_monitor_message(await monitor.recv_multipart())
-                if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                    self._hello()
-                elif event["event"] == zmq.EVENT_DISCONNECTED:
-                    await self._went_down(f"engine {self.index} went away; retry shortly")
-        finally:
-            monitor.close(linger=0)
-
     def _hello(self) -> None:
         if self._arena is not None:
             self._arena.close()
@@ -269,7 +274,8 @@ class EngineLink:
             self._arena.close()
             self._arena = None
         if was_up:
-            log.warning("engine %d at %s: disconnected", self.index, self.address)
+            if not self._closing:
+                log.warning("engine %d at %s: disconnected", self.index, self.address)
             await self.on_state(self, None)
 
 

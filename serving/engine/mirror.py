@@ -64,6 +64,7 @@ class FrontendRegistry(ModelRegistry):
         self._tables: dict[int, dict[Key, dict[str, Any]]] = {}
         self._unavailable: dict[int, list[str]] = {}
         self._codecs: dict[tuple[str, int, str], Codec | None] = {}
+        self._manifests: dict[str, Manifest] = {}
         self._routes: dict[Key, tuple[Any, ...]] = {}
 
     # Lifecycle ------------------------------------------------------------------------
@@ -118,9 +119,11 @@ class FrontendRegistry(ModelRegistry):
     # Engine tables ----------------------------------------------------------------------
     async def _on_state(self, link: EngineLink, state: dict[str, Any] | None) -> None:
         """A new table from ``link`` (None: the engine went away)."""
-        if state is None:
-            self._tables.pop(link.index, None)
-            self._unavailable.pop(link.index, None)
+        if state is None:  # its models stay known, not ready (503), until it is back
+            table = self._tables.get(link.index, {})
+            for entry in table.values():
+                entry["state"], entry["error"] = "LOADING", f"engine {link.index} is restarting"
+            self._unavailable[link.index] = sorted({name for name, _ in table})
         else:
             table = {(m["name"], m["version"]): m for m in state["models"]}
             for entry in table.values():
@@ -137,7 +140,7 @@ class FrontendRegistry(ModelRegistry):
             self._codecs[_codec_key(entry)] = await asyncio.to_thread(self._codec, entry)
 
     def _codec(self, entry: dict[str, Any]) -> Codec | None:
-        manifest = Manifest.model_validate(entry["manifest"])
+        manifest = self._manifest(entry)
         path = self.repository / entry["name"] / str(entry["version"])
         return build_codec(manifest, path, self.settings)
 
@@ -170,6 +173,11 @@ class FrontendRegistry(ModelRegistry):
         else:
             served = ServedModel(name, version, self.repository / name / str(version))
             self._routes[key] = (routes, digest)
+            # A version not serving now (its engine restarting) keeps its manifest, so
+            # that requests for its task hear "not ready", not "no such model".
+            known = [e for _, e in entries if e["manifest"] is not None]
+            if known:
+                served.manifest = self._manifest(known[0])
             if live:
                 self._fill(served, live[0][1], routes)
             if previous is not None:  # requests still holding it look for its successor
@@ -181,9 +189,15 @@ class FrontendRegistry(ModelRegistry):
             served.state, served.error = state, error
         return served
 
+    def _manifest(self, entry: dict[str, Any]) -> Manifest:
+        manifest = self._manifests.get(entry["digest"])
+        if manifest is None:
+            manifest = self._manifests[entry["digest"]] = \
+                Manifest.model_validate(entry["manifest"])
+        return manifest
+
     def _fill(self, served: ServedModel, entry: dict[str, Any],
               routes: tuple[tuple[int, int], ...]) -> None:
-        served.manifest = Manifest.model_validate(entry["manifest"])
         served.codec = self._codecs[_codec_key(entry)]
         served.batching = BatchLimits(*entry["batching"])
         served.remote_providers = list(entry["providers"])

@@ -32,13 +32,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
-import zmq.asyncio
 from prometheus_client import Counter
 
 from serving.config import Settings
 from serving.engine import wire
 from serving.engine.arena import MappedArena
 from serving.engine.registry import EngineRegistry
+from serving.engine.sockets import SocketReader
 from serving.engine.table import ModelTable
 from serving.errors import (
     EngineUnavailable,
@@ -76,8 +76,8 @@ class Engine:
         self.abandoned = Counter("engine_abandoned_items", "Requests an engine dropped because "
                                  "the front end that sent them went away", namespace="modelserve",
                                  registry=self.metrics.registry)
-        self._context = zmq.asyncio.Context()
-        self._socket: zmq.asyncio.Socket | None = None
+        self._context = zmq.Context()
+        self._reader: SocketReader | None = None
         self._acked = asyncio.Event()
         self._controls: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -87,13 +87,13 @@ class Engine:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
-        sock = self._socket = self._context.socket(zmq.ROUTER)
+        sock = self._context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a gone front end raises, not drops
         sock.setsockopt(zmq.SNDHWM, 0)
         sock.setsockopt(zmq.RCVHWM, 0)
         sock.bind(self.address)
-        tasks = [asyncio.create_task(self._receive(), name="engine-recv"),
-                 asyncio.create_task(self._tick(), name="engine-tick"),
+        self._reader = SocketReader(sock, self._on_message)
+        tasks = [asyncio.create_task(self._tick(), name="engine-tick"),
                  asyncio.create_task(self._load(), name="engine-load")]
         log.info("engine on %s (device %s, pid %d)", self.address, self.registry.device,
                  os.getpid())
@@ -129,8 +129,8 @@ class Engine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        assert self._socket is not None
-        self._socket.close(linger=1000)
+        assert self._reader is not None
+        self._reader.close()
         self._context.term()
         log.info("engine stopped")
 
@@ -171,16 +171,11 @@ class Engine:
                 await asyncio.wait_for(self._acked.wait(), left)
 
     # Messages ---------------------------------------------------------------------------
-    async def _receive(self) -> None:
-        assert self._socket is not None
-        while True:
-            identity, kind, header, *frames = await self._socket.recv_multipart(copy=False)
-            try:
-                self._dispatch(identity.bytes, kind.bytes, header.bytes, frames)
-            except Exception:  # a malformed message must not stop the engine
-                log.exception("engine: could not handle a %r message", kind.bytes)
+    def _on_message(self, message: list[Any]) -> None:
+        identity, kind, header, *frames = message
+        self._dispatch(identity.bytes, kind.bytes, header.buffer, frames)
 
-    def _dispatch(self, identity: bytes, kind: bytes, header: bytes, frames: list[Any]) -> None:
+    def _dispatch(self, identity: bytes, kind: bytes, header: Any, frames: list[Any]) -> None:
         fe = self.frontends.get(identity)
         if kind == wire.INFER:
             rid, instance, deadline, tensors = wire.unpack(header)
@@ -238,8 +233,8 @@ class Engine:
 
     def _send(self, identity: bytes, kind: bytes, header: bytes,
               frames: Sequence[Any] = ()) -> None:
-        assert self._socket is not None
-        error = wire.send_now(self._socket, [identity, kind, header], frames)
+        assert self._reader is not None
+        error = self._reader.send([identity, kind, header], frames)
         if isinstance(error, zmq.ZMQError) and error.errno == zmq.EHOSTUNREACH:
             self._forget(identity, "went away")
         elif error is not None:

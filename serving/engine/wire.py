@@ -30,7 +30,6 @@ from typing import Any
 
 import msgpack
 import numpy as np
-import zmq
 
 from serving import errors
 
@@ -91,13 +90,6 @@ def object_array(values: list[Any], shape: list[int]) -> np.ndarray:
 
 def _buffer(frame: Any) -> Any:
     return frame.buffer if hasattr(frame, "buffer") else frame
-
-
-def send_now(sock: Any, parts: list[Any], frames: Sequence[Any]) -> BaseException | None:
-    """Send ``parts`` then ``frames`` without waiting: with DONTWAIT pyzmq's asyncio socket
-    completes at once. The error, if any (EHOSTUNREACH: the peer has gone)."""
-    sent = sock.send_multipart([*parts, *frames], flags=zmq.DONTWAIT, copy=send_copy(frames))
-    return sent.exception() if sent.done() else None
 
 
 def send_copy(frames: Sequence[Any]) -> bool:
