@@ -22,7 +22,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from serving.config import Settings
-from serving.engine.placement import resolve_layout
+from serving.engine.placement import runs_engines
 
 logger = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -86,7 +86,7 @@ def run_workers(settings: Settings, sock: socket.socket) -> int:
     logger.info("starting %d workers on port %d (gRPC %d)", settings.workers,
                 settings.http_port, settings.grpc_port)
     try:
-        if resolve_layout(settings) == "engine":
+        if runs_engines(settings):
             from serving.engine.supervisor import run_engine_layout
 
             return run_engine_layout(settings, sock, _spawn(sock))

@@ -33,6 +33,12 @@ def resolve_layout(settings: Settings) -> str:
         "per-worker"
 
 
+def runs_engines(settings: Settings) -> bool:
+    """Whether this server starts engines of its own: the engine layout, unless
+    ``engine_addresses`` names running ones (then its workers are their front ends)."""
+    return resolve_layout(settings) == "engine" and not settings.engine_addresses
+
+
 def engine_devices(settings: Settings) -> list[str]:
     """The device of each engine, in order."""
     if settings.engine_devices:
