@@ -8,10 +8,12 @@ the client's CPU (cores busy over the run) is reported beside it.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import resource
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from loadtest.http_client import Measurement, run_closed_loop
 
@@ -23,19 +25,20 @@ class ClientRun:
     processes: int
 
 
-def _child(port: int, requests: Sequence[bytes], concurrency: int, duration_s: float,
-           warmup_s: float) -> tuple[Measurement, float]:
-    import asyncio
-
+def _run(coro: Coroutine[Any, Any, Measurement]) -> Measurement:
     try:
         import uvloop
 
-        runner = uvloop.run
+        return uvloop.run(coro)
     except ImportError:  # uvloop is not on every platform
-        runner = asyncio.run
+        return asyncio.run(coro)
+
+
+def _child(port: int, requests: Sequence[bytes], concurrency: int, duration_s: float,
+           warmup_s: float) -> tuple[Measurement, float]:
     before = resource.getrusage(resource.RUSAGE_SELF)
-    result = runner(run_closed_loop(port, requests, concurrency=concurrency,
-                                    duration_s=duration_s, warmup_s=warmup_s))
+    result = _run(run_closed_loop(port, requests, concurrency=concurrency,
+                                  duration_s=duration_s, warmup_s=warmup_s))
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return result, cpu
