@@ -265,7 +265,6 @@ async def test_a_dead_front_end_frees_its_items_in_the_engine(start_server_proce
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=str(metrics_dir))
             return metric(generate_latest(registry).decode(), "engine_abandoned_items_total")
-        print(sorted(p.name for p in metrics_dir.iterdir()))
         freed = await wait_for(abandoned, 10, "the engine dropping the dead front end's items")
         assert engines.procs[0] is not None and engines.procs[0].poll() is None
     finally:
