@@ -119,13 +119,17 @@ class FrontendRegistry(ModelRegistry):
     # Engine tables ----------------------------------------------------------------------
     async def _on_state(self, link: EngineLink, state: dict[str, Any] | None) -> None:
         """A new table from ``link`` (None: the engine went away)."""
+        table: dict[Key, dict[str, Any]] = {}
         if state is None:  # its models stay known, not ready (503), until it is back
             table = self._tables.get(link.index, {})
             for entry in table.values():
                 entry["state"], entry["error"] = "LOADING", f"engine {link.index} is restarting"
             self._unavailable[link.index] = sorted({name for name, _ in table})
         else:
-            table = {(m["name"], m["version"]): m for m in state["models"]}
+            for m in state["models"]:  # during a reload a version has two copies: the
+                key = (m["name"], m["version"])  # serving one is the one shown
+                if key not in table or m["state"] == AVAILABLE:
+                    table[key] = m
             for entry in table.values():
                 entry["digest"] = _digest(entry["manifest"])
             await self._build_codecs(table.values())
@@ -224,8 +228,8 @@ class EngineRepositoryControl(RepositoryControl):
 
     async def load_model(self, name: str) -> list[ServedModel]:
         await self._forward("load", name)
-        loaded = [m for m in self.front.models() if m.name == name]
-        failed = [m for m in loaded if m.state != AVAILABLE]
+        loaded = [m for m in self.front.models() if m.name == name and m.state != "END"]
+        failed = [m for m in loaded if m.state == "FAILED"]
         if failed:  # an engine's own check raises first; this is the merged view's word
             reasons = "; ".join(f"version {m.version}: {m.error}" for m in failed)
             raise InvalidInput(f"failed to load {name!r}: {reasons}")
