@@ -28,8 +28,37 @@ class Settings(BaseSettings):
     grpc_port: int = Field(default=8500, ge=-1, le=65535,
                            description="gRPC port (0 picks a free one, -1 disables gRPC)")
     workers: int = Field(default=1, ge=1,
-                         description="server processes sharing the ports, each with its own "
-                                     "sessions (one per core is a good start)")
+                         description="server processes sharing the ports (one per core is a good "
+                                     "start): each with its own sessions, or front ends "
+                                     "of the engines in the engine layout")
+    # Process layout (docs/architecture.md, Processes): per-worker needs no hop and suits the
+    # CPU; on an accelerator the engine forms batches across every front end.
+    layout: Literal["auto", "per-worker", "engine"] = Field(
+        default="auto",
+        description="per-worker: each worker process owns its sessions and batchers; "
+                    "engine: one engine process per device owns them and the workers are "
+                    "front ends (HTTP, gRPC, decoding) handing it tensors; auto: engine when "
+                    "ONNX Runtime offers CUDA and providers is not cpu, else per-worker")
+    engine_devices: list[str] = Field(
+        default_factory=list,
+        description="engine layout: one engine per entry, each seeing only that device "
+                    "(CUDA_VISIBLE_DEVICES); empty: one per visible NVIDIA GPU "
+                    "(CUDA_VISIBLE_DEVICES when set), or one engine without a GPU")
+    model_placement: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='engine layout: the engine devices each model is loaded on, as JSON '
+                    '{"image": ["0", "1"], "text": ["1"]}; a model not named is loaded on '
+                    'every engine')
+    engine_arena_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=0,
+        description="engine layout: shared memory per front end and engine for input "
+                    "tensors in flight (reserved at start; 0 or a full arena: tensors travel "
+                    "in the control messages instead)")
+    engine_addresses: list[str] = Field(
+        default_factory=list,
+        description="engine layout: ipc:// addresses of running engines for this process to "
+                    "use (set by the supervisor for its workers); empty: the process starts "
+                    "its own engines")
     log_level: str = Field(default="info", description="debug | info | warning | error")
     # One log line per request costs throughput.
     access_log: bool = Field(default=False, description="log every request")

@@ -30,7 +30,6 @@ from serving.config import Settings
 from serving.decoding import Decoder
 from serving.errors import InvalidInput, ModelNotFound, ModelNotReady, ServingError, ShuttingDown
 from serving.models.manifest import Manifest
-from serving.models.watcher import RepositoryControl
 from serving.tasks import Prediction, TaskResult
 
 if TYPE_CHECKING:
@@ -77,8 +76,9 @@ class DataPlane:
         self.registry = registry
         self.settings = settings
         self.metrics = metrics
-        # Load/unload and repository polling (serving/models/watcher.py), shared by REST and gRPC.
-        self.repository = RepositoryControl(registry, settings)
+        # Load/unload and repository polling (serving/models/watcher.py), shared by REST and
+        # gRPC; the registry's own, since an engine front end forwards them to its engines.
+        self.repository = registry.control()
         # What a request may cost (admission.py) and where its items decode (decoding.py).
         self.admission = Admission(max(settings.max_request_bytes,
                                        settings.grpc_max_message_bytes))

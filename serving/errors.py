@@ -82,6 +82,18 @@ class ShuttingDown(ServingError):
     grpc_code = "UNAVAILABLE"
 
 
+class EngineUnavailable(ServingError):
+    """Engine layout: the engine holding the model is gone (its supervisor restarts it);
+    answered at once so clients retry, never left waiting."""
+
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+
+    def __init__(self, message: str, *, retry_after_s: float | None = 1.0,
+                 detail: str | None = None) -> None:
+        super().__init__(message, retry_after_s=retry_after_s, detail=detail)
+
+
 class DeadlineExceeded(ServingError):
     http_status = 504
     grpc_code = "DEADLINE_EXCEEDED"
