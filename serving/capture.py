@@ -137,7 +137,7 @@ class CaptureLog:
                 if key in line:
                     line[key] = {"omitted": f"record over {self.max_bytes} bytes"}
             text = orjson.dumps(line).decode()
-        self._file.emit(logging.makeLogRecord({"msg": text, "args": None}))
+        self._file.handle(logging.makeLogRecord({"msg": text, "args": None}))
         self.written += 1
         if self.metrics is not None:
             self.metrics.capture_written.inc()

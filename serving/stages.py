@@ -82,8 +82,8 @@ class RequestStages:
         for stage, start, stop in self.intervals():
             dur = f"dur={max(0.0, stop - start) * 1000.0:.3f}"
             if stage == "batch":
-                parts.append(f'batch;desc="{self.batch_rows} rows, '
-                             f'{self.batch_requests} requests";{dur}')
+                parts.append(f'batch;desc="rows={self.batch_rows} '
+                             f'requests={self.batch_requests}";{dur}')
             else:
                 parts.append(f"{stage};{dur}")
         parts.append(f"total;dur={max(0.0, end - self.arrived) * 1000.0:.3f}")

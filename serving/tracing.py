@@ -37,15 +37,22 @@ class Tracing:
     made from its stages."""
 
     def __init__(self, provider: TracerProvider | None = None) -> None:
-        self.provider = provider
+        self.provider: TracerProvider | None = None
         self.tracer: Any = None
-        if provider is not None:
-            from opentelemetry.trace.propagation.tracecontext import (
-                TraceContextTextMapPropagator,
-            )
+        self.use(provider)
 
-            self.tracer = provider.get_tracer(INSTRUMENTATION)
-            self._propagator = TraceContextTextMapPropagator()
+    def use(self, provider: TracerProvider | None) -> None:
+        """Trace into ``provider`` from the next request on (None: tracing off). The
+        server's layers share this object, so an embedding app or a test may hand in a
+        provider of its own (an in-memory exporter, say) after the server is built."""
+        self.provider = provider
+        if provider is None:
+            self.tracer = None
+            return
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        self._propagator = TraceContextTextMapPropagator()
+        self.tracer = provider.get_tracer(INSTRUMENTATION)
 
     @property
     def enabled(self) -> bool:
