@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -115,7 +115,7 @@ async def test_rest_spans_follow_traceparent(make_full_server: Callable[..., Any
         assert [s.name for s in inference] == ["inference"]
         assert root.start_time <= children[0].start_time
         assert children[-1].end_time <= root.end_time
-        for earlier, later in zip(children, children[1:], strict=False):
+        for earlier, later in itertools.pairwise(children):
             assert earlier.end_time <= later.start_time
     tfs_batch = next(s for s in spans if s.name == "batch"
                      and s.parent.span_id == tfs_root.context.span_id)
