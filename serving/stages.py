@@ -23,34 +23,32 @@ current: contextvars.ContextVar[RequestStages | None] = contextvars.ContextVar(
 
 
 class RequestStages:
-    __slots__ = ("arrived", "batch_end", "batch_id", "batch_requests", "batch_rows",
-                 "batch_start", "done", "enqueued", "inputs", "label", "model", "name",
-                 "outputs", "received", "request_id", "run_end", "run_start", "status",
-                 "traceparent", "tracestate", "version")
+    # Class-level defaults: a request sets only what it reaches (creating the record is
+    # on every request's path, so it assigns three attributes, not twenty).
+    received: float | None = None  # the whole body was read
+    enqueued: float | None = None  # handed to the model's batch queue
+    batch_start: float | None = None
+    batch_end: float | None = None
+    run_start: float | None = None  # the model's own run, inside the batch
+    run_end: float | None = None
+    batch_rows = 0
+    batch_requests = 0
+    batch_id = 0
+    done: float | None = None  # the response is encoded, about to be sent
+    model = ""
+    version = ""
+    label = ""
+    status = ""
+    # Kept only for the capture (references, not copies: they are not changed later).
+    inputs: Any = None
+    outputs: Any = None
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     def __init__(self, arrived: float, name: str, request_id: str = "-") -> None:
         self.arrived = arrived  # the request's head was parsed
         self.name = name  # what the trace's root span is called: "POST /v1/...", an RPC
         self.request_id = request_id
-        self.received: float | None = None  # the whole body was read
-        self.enqueued: float | None = None  # handed to the model's batch queue
-        self.batch_start: float | None = None
-        self.batch_end: float | None = None
-        self.run_start: float | None = None  # the model's own run, inside the batch
-        self.run_end: float | None = None
-        self.batch_rows = 0
-        self.batch_requests = 0
-        self.batch_id = 0
-        self.done: float | None = None  # the response is encoded, about to be sent
-        self.model = ""
-        self.version = ""
-        self.label = ""
-        self.status = ""
-        # Kept only for the capture (references, not copies: they are not changed later).
-        self.inputs: Any = None
-        self.outputs: Any = None
-        self.traceparent: str | None = None
-        self.tracestate: str | None = None
 
     def ran_in(self, batch_id: int, rows: int, requests: int, start: float,
                end: float) -> None:
@@ -78,6 +76,18 @@ class RequestStages:
         """The ``Server-Timing`` header value: each stage's duration in milliseconds, the
         batch's size in its description, and the total."""
         end = self.done if self.done is not None else time.monotonic()
+        if self.run_end is not None and self.done is not None:
+            # Every stage reached (the usual answer): one format operation, as the header
+            # is on every inference response's path.
+            received = self.received if self.received is not None else self.arrived
+            assert self.enqueued is not None and self.batch_start is not None
+            assert self.batch_end is not None and self.run_start is not None
+            return _EVERY_STAGE % (
+                (received - self.arrived) * 1e3, (self.enqueued - received) * 1e3,
+                (self.batch_start - self.enqueued) * 1e3, self.batch_rows,
+                self.batch_requests, (self.batch_end - self.batch_start) * 1e3,
+                (self.run_end - self.run_start) * 1e3, (self.done - self.batch_end) * 1e3,
+                (end - self.arrived) * 1e3)
         parts = []
         for stage, start, stop in self.intervals():
             dur = f"dur={max(0.0, stop - start) * 1000.0:.3f}"
@@ -88,6 +98,11 @@ class RequestStages:
                 parts.append(f"{stage};{dur}")
         parts.append(f"total;dur={max(0.0, end - self.arrived) * 1000.0:.3f}")
         return ", ".join(parts)
+
+
+_EVERY_STAGE = ('receive;dur=%.3f, decode;dur=%.3f, queue;dur=%.3f, '
+                'batch;desc="rows=%d requests=%d";dur=%.3f, inference;dur=%.3f, '
+                'encode;dur=%.3f, total;dur=%.3f')
 
 
 def start(name: str, request_id: str = "-", arrived: float | None = None) -> RequestStages:
