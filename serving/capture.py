@@ -3,8 +3,8 @@
 Off unless ``capture_path`` is set. A request is sampled when it ends (the dataplane's
 outcome hook) with its model's rate (``capture_rate``, per model in
 ``capture_model_rates``); a sampled request puts a tuple of references (its arrays are
-not copied: nothing changes them after the request) on a bounded queue and returns.
-One writer thread turns records into JSON and appends them to a rotating file. The
+not copied: nothing changes them after the request) on a queue and returns; the queue
+is bounded in records and in the bytes of the arrays they hold. One writer thread turns records into JSON and appends them to a rotating file. The
 request path never waits: when the queue is full the record is dropped and counted
 (``modelserve_capture_dropped_total``).
 
@@ -47,7 +47,8 @@ _STOP = object()
 class CaptureLog:
     def __init__(self, path: Path, *, rate: float, model_rates: dict[str, float],
                  inputs: str, max_array_bytes: int, max_bytes: int, backups: int,
-                 queue_size: int, metrics: Metrics | None = None) -> None:
+                 queue_size: int, queue_bytes: int = 64 * 1024 * 1024,
+                 metrics: Metrics | None = None) -> None:
         self.path = path
         self.rate = rate
         self.model_rates = dict(model_rates)
@@ -57,6 +58,11 @@ class CaptureLog:
         self.metrics = metrics
         self.written = 0
         self.dropped = 0
+        # The arrays queued records hold (an image request's decoded inputs are megabytes):
+        # past queue_bytes a record is dropped, as past queue_size.
+        self.queue_bytes = queue_bytes
+        self._queued_bytes = 0
+        self._bytes_lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         # The standard library's rotation (rename to .1, .2, ...; the oldest removed).
         self._file = logging.handlers.RotatingFileHandler(
@@ -80,7 +86,13 @@ class CaptureLog:
                    inputs=settings.capture_inputs,
                    max_array_bytes=settings.capture_max_array_bytes,
                    max_bytes=settings.capture_max_bytes, backups=settings.capture_backups,
-                   queue_size=settings.capture_queue_size, metrics=metrics)
+                   queue_size=settings.capture_queue_size,
+                   queue_bytes=settings.capture_queue_bytes, metrics=metrics)
+
+    @property
+    def keeps_inputs(self) -> bool:
+        """Whether requests should keep their inputs for the capture at all."""
+        return self.inputs != "none"
 
     def offer(self, stages: RequestStages | None, model: str, version: str, protocol: str,
               status: str, latency_s: float) -> None:
@@ -88,13 +100,22 @@ class CaptureLog:
         rate = self.model_rates.get(model, self.rate)
         if rate <= 0.0 or (rate < 1.0 and self._random.random() >= rate):
             return
-        record = (time.time(), model, version, protocol, status, latency_s, stages)
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
-            self.dropped += 1
-            if self.metrics is not None:
-                self.metrics.capture_dropped.inc()
+        size = _held_bytes(stages)
+        with self._bytes_lock:
+            fits = self._queued_bytes + size <= self.queue_bytes
+            if fits:
+                self._queued_bytes += size
+        if fits:
+            try:
+                self._queue.put_nowait((time.time(), model, version, protocol, status,
+                                        latency_s, stages, size))
+                return
+            except queue.Full:
+                with self._bytes_lock:
+                    self._queued_bytes -= size
+        self.dropped += 1
+        if self.metrics is not None:
+            self.metrics.capture_dropped.inc()
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Write what is queued, then stop the writer (blocks up to ``timeout_s``)."""
@@ -124,7 +145,9 @@ class CaptureLog:
                 self._queue.task_done()
 
     def _write(self, record: tuple[Any, ...]) -> None:
-        at, model, version, protocol, status, latency_s, stages = record
+        at, model, version, protocol, status, latency_s, stages, size = record
+        with self._bytes_lock:
+            self._queued_bytes -= size
         line: dict[str, Any] = {
             "time": round(at, 6), "request_id": getattr(stages, "request_id", "-"),
             "model": model, "version": version, "protocol": protocol, "status": status,
@@ -172,6 +195,17 @@ class CaptureLog:
             return {"dtype": str(array.dtype), "shape": list(array.shape),
                     "data": array.tolist()}
         return summary(array)
+
+
+def _held_bytes(stages: RequestStages | None) -> int:
+    """The array bytes a queued record keeps alive."""
+    if stages is None:
+        return 0
+    size = 0
+    for arrays in (stages.inputs, stages.outputs):
+        if isinstance(arrays, dict):
+            size += sum(getattr(a, "nbytes", 0) for a in arrays.values())
+    return size
 
 
 def summary(array: np.ndarray) -> dict[str, Any]:

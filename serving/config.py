@@ -233,3 +233,7 @@ class Settings(BaseSettings):
         default=1024, ge=1,
         description="captured records waiting for the writer thread; past it records are "
                     "dropped and counted, never waited for")
+    capture_queue_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=0,
+        description="bytes of input and output arrays the records waiting for the writer "
+                    "may hold; past it records are dropped and counted")

@@ -277,7 +277,7 @@ class DataPlane:
         for _ in range(RETIRED_RETRIES):
             try:
                 arrays = await feeds(served)
-                if self.capture is not None:
+                if self.capture is not None and self.capture.keeps_inputs:
                     _keep("inputs", arrays)
                 return served, await served.infer(arrays, deadline=deadline)
             except (ModelNotReady, ShuttingDown):

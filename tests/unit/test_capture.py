@@ -110,3 +110,23 @@ def test_server_timing_lists_the_stages_reached() -> None:
         'receive;dur=1.000, decode;dur=2.000, queue;dur=1.000, '
         'batch;desc="rows=4 requests=2";dur=6.000, inference;dur=4.000, encode;dur=2.000, '
         'total;dur=12.000')
+
+
+def test_queued_arrays_are_bounded_in_bytes(tmp_path: Path) -> None:
+    capture = _log(tmp_path / "c.jsonl", queue_size=1000, queue_bytes=10 * 4096,
+                   inputs="summary")
+    capture._file.acquire()  # the disk stalls: records pile up in the queue
+    try:
+        for _ in range(40):
+            stages = _stages()
+            stages.inputs = {"x": np.zeros(1024, dtype=np.float32)}  # 4096 bytes
+            stages.outputs = None
+            capture.offer(stages, "image", "1", "rest", "OK", 0.001)
+        # At most 10 records' arrays wait (one more in the writer's hands).
+        assert capture.dropped >= 40 - 11
+        assert capture._queued_bytes <= 10 * 4096
+    finally:
+        capture._file.release()
+    capture.close()
+    assert capture._queued_bytes == 0
+    assert capture.written + capture.dropped == 40
