@@ -4,8 +4,9 @@ Off unless ``capture_path`` is set. A request is sampled when it ends (the datap
 outcome hook) with its model's rate (``capture_rate``, per model in
 ``capture_model_rates``); a sampled request puts a tuple of references (its arrays are
 not copied: nothing changes them after the request) on a queue and returns; the queue
-is bounded in records and in the bytes of the arrays they hold. One writer thread turns records into JSON and appends them to a rotating file. The
-request path never waits: when the queue is full the record is dropped and counted
+is bounded in records and in the bytes of the arrays they hold. One writer thread
+turns records into JSON and appends them to a rotating file. The request path never
+waits: when the queue is full the record is dropped and counted
 (``modelserve_capture_dropped_total``).
 
 Disk use is bounded: the file rotates at ``capture_max_bytes`` and ``capture_backups``
