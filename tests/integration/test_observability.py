@@ -284,3 +284,64 @@ async def test_capture_rate_zero_writes_nothing(make_full_server: Callable[..., 
         assert (await client.post("/v1/digit:predict", json=DIGIT)).status_code == 200
     server.process.dataplane.capture.flush()
     assert _captured(path) == []
+
+
+class _Collector:
+    """A minimal OTLP/HTTP receiver on 127.0.0.1: keeps each POSTed export request."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                received.append((self.path, self.headers.get("content-type"), body))
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def test_spans_are_exported_by_otlp(make_full_server: Callable[..., Any]) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    collector = _Collector()
+    try:
+        server = await make_full_server(otlp_endpoint=collector.url,
+                                        trace_service_name="modelserve-test")
+        assert server.process.dataplane.tracing.enabled
+        async with httpx.AsyncClient(base_url=server.http_url) as client:
+            resp = await client.post("/v1/digit:predict", json=DIGIT, headers={
+                "traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+            assert resp.status_code == 200
+        # The batch processor exports from its own thread; a flush sends what it holds.
+        await asyncio.to_thread(server.process.dataplane.tracing.provider.force_flush)
+    finally:
+        collector.close()
+    spans = []
+    for path, content_type, body in collector.received:
+        assert path == "/v1/traces" and content_type == "application/x-protobuf"
+        export = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in export.resource_spans:
+            attributes = {a.key: a.value.string_value
+                          for a in resource_spans.resource.attributes}
+            assert attributes["service.name"] == "modelserve-test"
+            spans += [s for scope in resource_spans.scope_spans for s in scope.spans]
+    assert {s.name for s in spans} == {"POST /v1/digit:predict", *STAGES}
+    assert {s.trace_id.hex() for s in spans} == {TRACE_ID}
