@@ -38,7 +38,6 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0,
                    5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-FILL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 # Why a request was refused before or while it waited to run (errors.ServingError.rejection).
 REJECTION_REASONS = ("queue_full", "deadline", "too_large")
 
@@ -77,9 +76,11 @@ class Metrics:
         self.queue_depth = Gauge("queue_depth", "Rows waiting in the batch queue",
                                  ["model", "version"], namespace=ns, registry=reg,
                                  multiprocess_mode="livesum")
-        self.batch_fill = Histogram(
-            "batch_fill_ratio", "Rows per executed batch over the model's max_batch_size",
-            ["model", "version"], namespace=ns, registry=reg, buckets=FILL_BUCKETS)
+        # Set once per version: the fill ratio is batch_size over it, in PromQL, so a batch
+        # pays for no second histogram.
+        self.max_batch_size = Gauge("max_batch_size", "Largest batch the version forms (rows)",
+                                    ["model", "version"], namespace=ns, registry=reg,
+                                    multiprocess_mode="livemax")
         # "label" is the version label the request was routed by ("" when none).
         self.rejections = Counter(
             "rejections", "Requests refused for capacity: queue_full, deadline, too_large",
@@ -145,8 +146,8 @@ class BatchMetrics:
 
     def __init__(self, metrics: Metrics, model: str, version: str,
                  max_batch_size: int | None = None) -> None:
-        self._max_batch = max_batch_size
-        self._fill = metrics.batch_fill.labels(model, version)
+        if max_batch_size:
+            metrics.max_batch_size.labels(model, version).set(max_batch_size)
         self._depth = metrics.queue_depth.labels(model, version)
         self._queue = metrics.queue_time.labels(model, version)
         self._compute = metrics.compute_time.labels(model, version)
@@ -160,8 +161,6 @@ class BatchMetrics:
 
     def batch_done(self, size: int, queue_s: Sequence[float], compute_s: float) -> None:
         self._size.observe(size)
-        if self._max_batch:
-            self._fill.observe(size / self._max_batch)
         self._live.batch(size)
         self._compute.observe(compute_s)
         for waited in queue_s:

@@ -84,7 +84,7 @@ class ProtocolHotLane:
         # Server-Timing and the trace (the lane-parity test keeps the two alike).
         stages = request_stages.start(f"POST {scope['path']}", request_id_text, arrived)
         tracing = self.tracing
-        if tracing is not None and tracing.enabled:
+        if tracing is not None and tracing.tracer is not None:
             tracing.note_headers(stages, scope["headers"])
         refusal = self.gateway.refuse(scope)
         if refusal is not None:
@@ -107,7 +107,7 @@ class ProtocolHotLane:
             if self.server_timing:
                 response.raw_headers.append((_SERVER_TIMING, stages.server_timing().encode()))
         await _send(cycle, response, request_id)
-        if tracing is not None:
+        if tracing is not None and tracing.tracer is not None:
             tracing.finish(stages)
 
     async def _read_body(self, cycle: RequestResponseCycle) -> bytes | None:

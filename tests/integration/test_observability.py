@@ -264,10 +264,14 @@ async def test_rejections_by_reason(make_full_server: Callable[..., Any],
               if name == "modelserve_rejections_total" and labels["model"] == "digit"
               and labels["version"] == "1" and labels["label"] == ""}
     assert counts == {"too_large": 1.0, "queue_full": 1.0, "deadline": 1.0}
-    fill = {labels["le"]: value for name, labels, value in samples
-            if name == "modelserve_batch_fill_ratio_bucket" and labels["model"] == "digit"}
-    # The plug ran alone (1 of 4 rows), then the two queued requests together (2 of 4).
-    assert fill["0.1"] == 0 and fill["0.25"] == 1 and fill["0.5"] == 2
+    sizes = {labels["le"]: value for name, labels, value in samples
+             if name == "modelserve_batch_size_bucket" and labels["model"] == "digit"}
+    # The plug ran alone (1 row), then the two queued requests together (2 rows): the
+    # fill ratio (batch size over max_batch_size, as the dashboard computes it) 1/4, 2/4.
+    assert sizes["1.0"] == 1 and sizes["2.0"] == 2
+    (largest,) = [value for name, labels, value in samples
+                  if name == "modelserve_max_batch_size" and labels["model"] == "digit"]
+    assert largest == 4
 
 
 def _samples(text: str) -> list[tuple[str, dict[str, str], float]]:
