@@ -217,3 +217,52 @@ class Settings(BaseSettings):
     playground: bool = Field(default=True, description="serve the playground page at /")
     cors_origins: list[str] = Field(
         default_factory=list, description="allowed CORS origins (CORS off when empty)")
+
+    # Observability (docs/observability.md): Server-Timing, tracing, request capture.
+    server_timing: bool = Field(
+        default=True,
+        description="add a Server-Timing header to REST inference responses: receive, "
+                    "decode, queue, batch (its size), inference, encode and total, in ms")
+    otlp_endpoint: str = Field(
+        default="",
+        description="OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces): one "
+                    "span per inference request with a child per stage; empty: tracing off")
+    trace_sample_ratio: float = Field(
+        default=1.0, ge=0.0, le=1.0,
+        description="share of requests traced when the caller sends no sampled traceparent "
+                    "(a caller's sampling decision is followed)")
+    trace_service_name: str = Field(default="modelserve",
+                                    description="service.name of the exported spans")
+    capture_path: Path | None = Field(
+        default=None,
+        description="request capture: JSON lines file of sampled requests and responses "
+                    "(rotated; off when unset)")
+    capture_rate: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="share of each model's requests captured (capture_model_rates overrides "
+                    "it per model)")
+    capture_model_rates: dict[str, float] = Field(
+        default_factory=dict,
+        description='capture rate per model, as JSON: {"digit": 0.01, "image": 0}')
+    capture_inputs: Literal["full", "summary", "none"] = Field(
+        default="summary",
+        description="what the capture keeps of the inputs: full (each array whole up to "
+                    "capture_max_array_bytes), summary (dtype, shape, min/max/mean) or none")
+    capture_max_array_bytes: int = Field(
+        default=64 * 1024, ge=0,
+        description="largest input or output array written whole; larger ones are "
+                    "summarised")
+    capture_max_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=64 * 1024,
+        description="capture file size at which it rotates; disk use is at most "
+                    "(capture_backups + 1) times this")
+    capture_backups: int = Field(default=3, ge=0,
+                                 description="rotated capture files kept")
+    capture_queue_size: int = Field(
+        default=1024, ge=1,
+        description="captured records waiting for the writer thread; past it records are "
+                    "dropped and counted, never waited for")
+    capture_queue_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=0,
+        description="bytes of input and output arrays the records waiting for the writer "
+                    "may hold; past it records are dropped and counted")

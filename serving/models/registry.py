@@ -199,7 +199,8 @@ class ModelRegistry:
             max_workers=threads, thread_name_prefix=f"ort-{served.name}-{served.version}")
         observer = None
         if self.metrics is not None:
-            observer = self.metrics.batch_observer(served.name, served.version)
+            observer = self.metrics.batch_observer(served.name, served.version,
+                                                    config.max_batch_size)
         served.batcher = Batcher(served.model.run, name=f"{served.name}/{served.version}",
                                  max_batch_size=config.max_batch_size,
                                  max_queue_delay_s=config.max_queue_delay_ms / 1000.0,
