@@ -32,11 +32,6 @@ class InvalidInput(ServingError):
     grpc_code = "INVALID_ARGUMENT"
 
 
-class Unauthenticated(ServingError):
-    http_status = 401
-    grpc_code = "UNAUTHENTICATED"
-
-
 class PermissionDenied(ServingError):
     """Refused by the server's configuration (e.g. the management API is off), not retryable."""
 

@@ -85,3 +85,22 @@ def test_bad_epochs_flag() -> None:
 def test_parse_epochs() -> None:
     assert parse_epochs(["3", "image=1"]) == (3, {"image": 1})
     assert parse_epochs([]) == (None, {})
+
+
+def test_evaluate_skips_generic_models_with_a_clear_line(tmp_path: Path) -> None:
+    from tests.fixtures.generic_models import (
+        multi_io_model,
+        write_bare_version,
+        write_generic_version,
+    )
+
+    write_generic_version(tmp_path, "ranker", 1, multi_io_model())
+    write_bare_version(tmp_path, "detector", 1, multi_io_model())
+    proc = modelserve("evaluate", "--repository", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr  # skipping is not failing
+    lines = proc.stdout.splitlines()
+    assert any(line.split()[:3] == ["ranker", "1", "skipped:"] and "generic model (no task)"
+               in line for line in lines), proc.stdout
+    assert any(line.split()[:3] == ["detector", "1", "skipped:"] and "bare model.onnx" in line
+               for line in lines), proc.stdout
+    assert "not evaluated" not in proc.stdout and "image folder" not in proc.stdout
