@@ -25,7 +25,6 @@ import numpy as np
 from clients import _common as common
 from clients._common import Prediction, PredictResult, RetryPolicy
 from clients.errors import ClientError, parse_retry_after
-from serving.dtypes import NUMPY_TO_V2, V2_TO_NUMPY
 from serving.grpc.generated import grpc_predict_v2_pb2 as v2
 from serving.grpc.generated import grpc_predict_v2_pb2_grpc as v2_grpc
 from serving.grpc.generated.tensorflow.core.example import example_pb2, feature_pb2
@@ -33,7 +32,8 @@ from serving.grpc.generated.tensorflow_serving.apis import (
     classification_pb2,
     prediction_service_pb2_grpc,
 )
-from serving.v2_bytes import decode_bytes, encode_bytes
+from serving.wire.dtypes import NUMPY_TO_V2, V2_TO_NUMPY
+from serving.wire.v2_bytes import decode_bytes, encode_bytes
 
 __all__ = ["AsyncClient", "Client", "ClientError", "PredictResult", "Prediction"]
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from serving import status_reports
 from serving.admission import (
     Admission,
     WireTensor,
@@ -30,10 +29,11 @@ from serving.admission import (
 from serving.config import Settings
 from serving.decoding import Decoder
 from serving.errors import InvalidInput, ModelNotFound, ModelNotReady, ServingError, ShuttingDown
+from serving.models import status_reports
 from serving.models.manifest import Manifest
 from serving.models.states import ModelState
+from serving.models.status_reports import IndexEntry
 from serving.models.watcher import RepositoryControl
-from serving.status_reports import IndexEntry
 from serving.tasks import Prediction, TaskResult
 
 if TYPE_CHECKING:

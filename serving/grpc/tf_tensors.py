@@ -17,15 +17,15 @@ from typing import Any
 import numpy as np
 
 from serving.admission import MAX_RANK, WireTensor, declared_shape, object_array
-from serving.dtypes import NUMPY_TO_TF, tf_datatype
 from serving.errors import InvalidInput
 from serving.grpc.generated.tensorflow.core.framework import (
     tensor_pb2,
     tensor_shape_pb2,
     types_pb2,
 )
+from serving.wire.dtypes import NUMPY_TO_TF, tf_datatype
 
-# The TensorProto field that carries each dtype's typed values (DataTypes: serving/dtypes.py).
+# The TensorProto field that carries each dtype's typed values (DataTypes: serving/wire/dtypes.py).
 _VALUE_FIELD = {
     "float16": "half_val", "float32": "float_val", "float64": "double_val",
     "int8": "int_val", "int16": "int_val", "int32": "int_val", "int64": "int64_val",

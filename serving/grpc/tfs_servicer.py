@@ -29,7 +29,7 @@ from serving.grpc.generated.tensorflow_serving.apis import (
 )
 from serving.grpc.generated.xla.tsl.protobuf import error_codes_pb2
 from serving.grpc.tf_examples import example_features
-from serving.status_reports import version_status
+from serving.models.status_reports import version_status
 from serving.versions import resolve_label, version_number
 
 if TYPE_CHECKING:

@@ -8,13 +8,13 @@ import grpc
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from serving.dataplane import DataPlane
-from serving.dtypes import v2_datatype
 from serving.errors import InvalidInput
 from serving.grpc import v2_tensors
 from serving.grpc.errors import deadline_of, map_errors
 from serving.grpc.generated import grpc_predict_v2_pb2 as pb
 from serving.grpc.generated import grpc_predict_v2_pb2_grpc as pb_grpc
 from serving.versions import parse_version
+from serving.wire.dtypes import v2_datatype
 
 PROTOCOL = "grpc"
 PLATFORM = "onnxruntime_onnx"

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from serving.admission import MAX_RANK, WireTensor, declared_shape, object_array
-from serving.dtypes import V2_TO_NUMPY, v2_datatype
 from serving.errors import InvalidInput
 from serving.grpc.generated import grpc_predict_v2_pb2 as pb
-from serving.v2_bytes import decode_bytes, encode_bytes
+from serving.wire.dtypes import V2_TO_NUMPY, v2_datatype
+from serving.wire.v2_bytes import decode_bytes, encode_bytes
 
 # Which InferTensorContents field carries each datatype (FP16 travels raw only).
 _CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents",

@@ -2,7 +2,7 @@
 
 The names are TensorFlow Serving's (``ModelVersionStatus.State``) with FAILED added for a
 version that could not be loaded (TF Serving reports such a version as END with an
-error; serving/status_reports.py says how each protocol reports a state). The enum is a
+error; serving/models/status_reports.py says how each protocol reports a state). The enum is a
 ``str`` so JSON, logs and metrics labels show the plain name. No heavy imports: protocol
 modules may use it without importing ONNX Runtime.
 """

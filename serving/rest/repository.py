@@ -23,8 +23,8 @@ from starlette.responses import Response
 
 from serving.dataplane import DataPlane
 from serving.errors import InvalidInput
+from serving.models.status_reports import IndexEntry
 from serving.rest.body import json_response, parse_json
-from serving.status_reports import IndexEntry
 
 logger = logging.getLogger(__name__)
 # Triton's load may carry a new config or model files inline; we load from the repository.

@@ -19,12 +19,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from serving.admission import OBJECT, WireTensor, object_array
-from serving.b64 import b64_bytes, b64decode, is_b64
 from serving.config import Settings
 from serving.dataplane import DataPlane
-from serving.dtypes import tf_datatype
 from serving.errors import InvalidInput
 from serving.models.manifest import TensorSpec
+from serving.models.status_reports import version_status
 from serving.rest.body import (
     MAX_JSON_VALUES,
     check_json_cost,
@@ -34,8 +33,9 @@ from serving.rest.body import (
 )
 from serving.rest.json_tensors import numeric_tensor
 from serving.rest.tensors import to_array
-from serving.status_reports import version_status
 from serving.versions import parse_version, resolve_label
+from serving.wire.b64 import b64_bytes, b64decode, is_b64
+from serving.wire.dtypes import tf_datatype
 
 if TYPE_CHECKING:
     from serving.models.registry import ServedModel

@@ -17,7 +17,6 @@ from starlette.responses import Response
 from serving.admission import MAX_RANK, WireTensor, declared_shape, object_array
 from serving.config import Settings
 from serving.dataplane import DataPlane
-from serving.dtypes import V2_TO_NUMPY, v2_datatype
 from serving.errors import InvalidInput
 from serving.models.manifest import TensorSpec
 from serving.rest import v2_binary
@@ -33,6 +32,7 @@ from serving.rest.errors import error_response
 from serving.rest.json_tensors import v2_request
 from serving.rest.tensors import to_array
 from serving.versions import parse_version
+from serving.wire.dtypes import V2_TO_NUMPY, v2_datatype
 
 if TYPE_CHECKING:
     from serving.models.registry import ServedModel

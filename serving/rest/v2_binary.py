@@ -19,10 +19,10 @@ import orjson
 from starlette.responses import Response
 
 from serving.admission import WireTensor, declared_shape
-from serving.dtypes import V2_TO_NUMPY, v2_datatype
 from serving.errors import InvalidInput
 from serving.rest.body import json_response
-from serving.v2_bytes import decode_bytes, encode_bytes
+from serving.wire.dtypes import V2_TO_NUMPY, v2_datatype
+from serving.wire.v2_bytes import decode_bytes, encode_bytes
 
 HEADER_LENGTH = "inference-header-content-length"
 ALL = "*"

@@ -169,3 +169,15 @@ def single_feature(features: Mapping[str, Feature], name: str, index: int) -> Fe
         return features[name]
     raise InvalidInput(f"example {index}: give one feature, or one named {name!r}; "
                        f"got {sorted(features)}")
+
+
+def upload_items(payload: Payload, many: str, one: str, what: str, refusal: str) -> list[Any]:
+    """Items of a task whose clients upload files: multipart files, one raw body, or
+    JSON ``{many: [...]}`` / ``{one: item}`` (``refusal``: the error for anything else)."""
+    if payload.kind == "files":
+        return list(payload.value)
+    if payload.kind == "raw":
+        return [payload.value]
+    if payload.kind != "json" or not isinstance(payload.value, dict):
+        raise InvalidInput(refusal)
+    return json_items(payload.value, many, one, what)

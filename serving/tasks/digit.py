@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from serving.b64 import b64_bytes, is_b64
 from serving.codecs import DigitCodec
-from serving.errors import InvalidInput
 from serving.models.manifest import Manifest
-from serving.tasks.base import Feature, Payload, json_items, single_feature
+from serving.tasks.base import Feature, Payload, single_feature, upload_items
 from serving.tasks.classification import ClassificationTask
+from serving.wire.b64 import b64_bytes, is_b64
 
 if TYPE_CHECKING:
     from serving.config import Settings
@@ -31,14 +30,8 @@ class DigitTask(ClassificationTask[DigitCodec]):
 
     def request_items(self, payload: Payload) -> list[Any]:
         """Images (bytes), {"b64"} objects or numbers, unwrapped by ``rest_item``."""
-        if payload.kind == "files":
-            return list(payload.value)
-        if payload.kind == "raw":
-            return [payload.value]
-        if payload.kind != "json" or not isinstance(payload.value, dict):
-            raise InvalidInput("digit body must be a JSON object, an image or a multipart "
-                               "upload")
-        return json_items(payload.value, "inputs", "input", "digits")
+        return upload_items(payload, "inputs", "input", "digits",
+                            "digit body must be a JSON object, an image or a multipart upload")
 
     def rest_item(self, item: Any, index: int) -> Any:
         return b64_bytes(item, f"digit {index}") if is_b64(item) else item

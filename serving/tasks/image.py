@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from serving.b64 import b64_bytes
 from serving.codecs import ImageCodec
-from serving.errors import InvalidInput
 from serving.models.manifest import Manifest
-from serving.tasks.base import Payload, json_items
+from serving.tasks.base import Payload, upload_items
 from serving.tasks.classification import ClassificationTask
+from serving.wire.b64 import b64_bytes
 
 if TYPE_CHECKING:
     from serving.config import Settings
@@ -31,14 +30,8 @@ class ImageTask(ClassificationTask[ImageCodec]):
 
     def request_items(self, payload: Payload) -> list[Any]:
         """Images (bytes), or base64 strings / {"b64"} objects, unwrapped by ``rest_item``."""
-        if payload.kind == "files":
-            return list(payload.value)
-        if payload.kind == "raw":
-            return [payload.value]
-        if payload.kind != "json" or not isinstance(payload.value, dict):
-            raise InvalidInput("image body must be an image, a multipart upload or JSON "
-                               "base64")
-        return json_items(payload.value, "images", "image", "base64 images")
+        return upload_items(payload, "images", "image", "base64 images",
+                            "image body must be an image, a multipart upload or JSON base64")
 
     def rest_item(self, item: Any, index: int) -> bytes:
         return item if isinstance(item, bytes) else b64_bytes(item, f"image {index}")

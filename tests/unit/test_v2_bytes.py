@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from serving.errors import InvalidInput
-from serving.v2_bytes import decode_bytes
+from serving.wire.v2_bytes import decode_bytes
 
 
 def frame(*items: bytes) -> bytes:
