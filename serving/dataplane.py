@@ -1,8 +1,9 @@
 """The one place REST and gRPC both call: model lookup, validation, inference, tasks.
 
 Protocol modules only convert payloads to numpy and map errors; everything a
-protocol would otherwise duplicate (tensor validation, deadlines, task pre- and
-postprocessing, request metrics, readiness and draining) lives here.
+protocol would otherwise duplicate (tensor validation, deadlines, decoding encoded
+items by the model's task plug-in, task postprocessing, request metrics, model status,
+readiness and draining) lives here.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from serving import stages as request_stages
-from serving import tasks
 from serving.admission import (
     Admission,
     WireTensor,
@@ -31,7 +31,10 @@ from serving.capture import CaptureLog
 from serving.config import Settings
 from serving.decoding import Decoder
 from serving.errors import InvalidInput, ModelNotFound, ModelNotReady, ServingError, ShuttingDown
+from serving.models import status_reports
 from serving.models.manifest import Manifest
+from serving.models.states import ModelState
+from serving.models.status_reports import IndexEntry
 from serving.tasks import Prediction, TaskResult
 from serving.tracing import Tracing
 
@@ -46,7 +49,7 @@ EXTENSIONS = ["model_repository", "binary_tensor_data"]
 RETIRED_RETRIES = 3  # successive retired versions a request follows before failing
 UNKNOWN_MODEL = "_unknown"  # the metrics label for requests naming no known model
 Inputs = Mapping[str, "np.ndarray | WireTensor"]
-# Turns one wire item (a base64 string, say) into a codec item; called after the count.
+# Turns one wire item (a base64 string, say) into the task's item; called after the count.
 Unwrap = Callable[[Any, int], Any]
 
 
@@ -133,7 +136,7 @@ class DataPlane:
 
     def model_ready(self, name: str, version: int | None = None) -> bool:
         try:
-            return self.registry.get(name, version).state == "AVAILABLE"
+            return self.registry.get(name, version).state is ModelState.AVAILABLE
         except ServingError:
             return False
 
@@ -152,8 +155,13 @@ class DataPlane:
             raise ModelNotFound(f"model {what} not found")
         return sorted(found, key=lambda m: m.version)
 
-    def model_names(self) -> list[str]:
-        return sorted({m.name for m in self.registry.models()})
+    def available_versions(self, name: str) -> list[int]:
+        """The versions of ``name`` that serve requests (NOT_FOUND for an unknown model)."""
+        return status_reports.available_versions(self.model_statuses(name))
+
+    def repository_index(self, *, ready_only: bool = False) -> list[IndexEntry]:
+        """Every known model version and whether it is ready (v2 REST and gRPC)."""
+        return status_reports.repository_index(self.registry.models(), ready_only=ready_only)
 
     # Inference ------------------------------------------------------------
     def deadline(self, deadline: float | None) -> float:
@@ -201,12 +209,19 @@ class DataPlane:
                 if tensor.encoded and served.manifest.input_spec(name).dtype == "object":
                     array = as_text(name, array)  # a string tensor the model itself takes
                 elif tensor.encoded:
-                    array = await self.decoder.decode(served.codec, list(array.reshape(-1)),
-                                                      deadline)
+                    array = await self._decode_strings(served, array, deadline)
                 arrays[name] = array
             validate_inputs(served.manifest, arrays)
             return arrays
         return feeds
+
+    async def _decode_strings(self, served: ServedModel, array: np.ndarray,
+                              deadline: float) -> np.ndarray:
+        """A string tensor's elements as the model's task items, decoded by its task."""
+        task = served.task
+        assert task is not None  # admission refused strings for a model without a task
+        items = [task.tensor_item(value, i) for i, value in enumerate(array.reshape(-1))]
+        return await task.decode(served.codec, items, self.decoder, deadline)
 
     @staticmethod
     def _output_names(manifest: Manifest, names: list[str] | None) -> list[str]:
@@ -219,21 +234,15 @@ class DataPlane:
                                f"outputs are {known}")
         return list(dict.fromkeys(names))
 
-    async def predict_image(self, images: Sequence[Any], **kwargs: Any) -> TaskResult:
-        return await self._predict("image", images, **kwargs)
+    async def predict(self, task: str, items: Sequence[Any], *, unwrap: Unwrap | None = None,
+                      model: str | None = None, version: int | None = None,
+                      top_k: int | None = None, protocol: str,
+                      deadline: float | None = None) -> TaskResult:
+        """Items of ``task`` → predictions, by ``model`` or the task's default model.
 
-    async def predict_text(self, texts: Sequence[Any], **kwargs: Any) -> TaskResult:
-        return await self._predict("text", texts, **kwargs)
-
-    async def predict_digit(self, digits: Sequence[Any], **kwargs: Any) -> TaskResult:
-        return await self._predict("digit", digits, **kwargs)
-
-    async def _predict(self, task: str, items: Sequence[Any], *, unwrap: Unwrap | None = None,
-                       model: str | None = None, version: int | None = None,
-                       top_k: int | None = None, protocol: str,
-                       deadline: float | None = None) -> TaskResult:
-        """Items counted against the model's batch limit, then unwrapped (``unwrap``: the
-        protocol's wire form, base64 say), then decoded by the model's codec."""
+        Items are counted against the model's batch limit, then unwrapped (``unwrap``:
+        the protocol's wire form, base64 say, as the task reads it), then decoded by the
+        model's task."""
         start = time.perf_counter()
         name, model_version = model or task, version
         try:
@@ -249,11 +258,9 @@ class DataPlane:
             until = self.deadline(deadline)
             served, outputs = await self._infer_current(served, version,
                                                         self._item_feeds(items, until), until)
-            manifest = served.manifest
-            assert manifest.postprocessing is not None  # a task's manifest has it (validated)
-            probs = tasks.probabilities(manifest, outputs[manifest.postprocessing.output])
+            assert served.task is not None  # task_model() found a model of the task
             result = TaskResult(served.name, served.version,
-                                tasks.to_predictions(manifest, probs, top_k))
+                                served.task.predictions(served.manifest, outputs, top_k))
             if self.capture is not None:
                 _keep("outputs", result.predictions)
         except BaseException as exc:
@@ -265,7 +272,8 @@ class DataPlane:
     def _item_feeds(self, items: Sequence[Any], deadline: float) -> Feeds:
         async def feeds(served: ServedModel) -> dict[str, np.ndarray]:
             check_items(served, len(items))
-            array = await self.decoder.decode(served.codec, items, deadline)
+            assert served.task is not None  # task_model() found a model of the task
+            array = await served.task.decode(served.codec, items, self.decoder, deadline)
             return {served.manifest.inputs[0].name: array}
         return feeds
 

@@ -40,11 +40,6 @@ class TooManyItems(InvalidInput):
     rejection = "too_large"
 
 
-class Unauthenticated(ServingError):
-    http_status = 401
-    grpc_code = "UNAUTHENTICATED"
-
-
 class PermissionDenied(ServingError):
     """Refused by the server's configuration (e.g. the management API is off), not retryable."""
 

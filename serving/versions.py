@@ -1,17 +1,20 @@
-"""A model version as a request names it (REST paths, v2 REST and gRPC): one parser.
+"""A model version as a request names it (REST paths, v2 REST and gRPC, TF Serving's
+ModelSpec): one parser for numbers, one for labels.
 
 Versions are positive integers that fit TensorFlow Serving's int64; anything else,
 a version thousands of digits long included, is the client's mistake (400 /
-INVALID_ARGUMENT), echoed back shortened.
+INVALID_ARGUMENT), echoed back shortened. Labels: only ``latest`` is defined (there
+is no label configuration); another label is not found (404 / NOT_FOUND).
 """
 
 from __future__ import annotations
 
-from serving.errors import InvalidInput
+from serving.errors import InvalidInput, ModelNotFound
 
 MAX_VERSION = 2**63 - 1
 _MAX_DIGITS = len(str(MAX_VERSION))
 _ECHO_CHARS = 24
+LATEST = "latest"
 
 
 def parse_version(value: str | None) -> int | None:
@@ -26,3 +29,19 @@ def parse_version(value: str | None) -> int | None:
         raise InvalidInput(f"version must be a positive integer up to {MAX_VERSION}, "
                            f"got {shown!r}")
     return int(value)
+
+
+def version_number(value: int) -> int:
+    """A version given as a number (TF Serving's ModelSpec.version): positive."""
+    if not 1 <= value <= MAX_VERSION:
+        raise InvalidInput(f"version must be a positive integer up to {MAX_VERSION}, "
+                           f"got {value}")
+    return value
+
+
+def resolve_label(label: str | None) -> int | None:
+    """A version label → its version: None (the latest) for ``latest`` or no label."""
+    if label is None or label == LATEST:
+        return None
+    shown = label if len(label) <= _ECHO_CHARS else f"{label[:_ECHO_CHARS]}..."
+    raise ModelNotFound(f"version label {shown!r} is not assigned (only {LATEST!r} is)")

@@ -31,9 +31,11 @@ from serving.engine.client import EngineLink
 from serving.errors import InvalidInput, ModelNotReady
 from serving.metrics import Metrics
 from serving.models.manifest import Manifest
-from serving.models.registry import AVAILABLE, ModelRegistry, ServedModel
-from serving.models.served_model import BatchLimits, Codec, build_codec
+from serving.models.registry import ModelRegistry, ServedModel
+from serving.models.served_model import BatchLimits
+from serving.models.states import ModelState
 from serving.models.watcher import RepositoryControl
+from serving.tasks import task_of
 
 log = logging.getLogger(__name__)
 # When a version is known to several engines in different states, the one shown.
@@ -63,7 +65,7 @@ class FrontendRegistry(ModelRegistry):
                       for i, address in enumerate(addresses)]
         self._tables: dict[int, dict[Key, dict[str, Any]]] = {}
         self._unavailable: dict[int, list[str]] = {}
-        self._codecs: dict[tuple[str, int, str], Codec | None] = {}
+        self._codecs: dict[tuple[str, int, str], Any] = {}
         self._manifests: dict[str, Manifest] = {}
         self._routes: dict[Key, tuple[Any, ...]] = {}
 
@@ -82,7 +84,8 @@ class FrontendRegistry(ModelRegistry):
         while not all(link.up and link.ready for link in self.links):
             await asyncio.sleep(0.02)
         self._loaded = True
-        available = [f"{m.name}/{m.version}" for m in self.models() if m.state == AVAILABLE]
+        available = [f"{m.name}/{m.version}" for m in self.models()
+                     if m.state is ModelState.AVAILABLE]
         log.info("front end ready in %.2fs: engines %s serve %s", time.perf_counter() - start,
                  ", ".join(link.address for link in self.links), ", ".join(available) or
                  "nothing")
@@ -98,7 +101,7 @@ class FrontendRegistry(ModelRegistry):
 
     def unavailable(self) -> list[str]:
         """Models some engine is configured to serve that no engine serves now."""
-        serving = {m.name for m in self.models() if m.state == AVAILABLE}
+        serving = {m.name for m in self.models() if m.state == ModelState.AVAILABLE}
         return sorted({name for names in self._unavailable.values() for name in names}
                       - serving)
 
@@ -128,7 +131,7 @@ class FrontendRegistry(ModelRegistry):
         else:
             for m in state["models"]:  # during a reload a version has two copies: the
                 key = (m["name"], m["version"])  # serving one is the one shown
-                if key not in table or m["state"] == AVAILABLE:
+                if key not in table or m["state"] == ModelState.AVAILABLE:
                     table[key] = m
             for entry in table.values():
                 entry["digest"] = _digest(entry["manifest"])
@@ -138,15 +141,17 @@ class FrontendRegistry(ModelRegistry):
         self._merge()
 
     async def _build_codecs(self, entries: Any) -> None:
-        wanted = [m for m in entries if m["state"] == AVAILABLE and m["manifest"] is not None
-                  and _codec_key(m) not in self._codecs]
+        wanted = [m for m in entries if m["state"] == ModelState.AVAILABLE
+                  and m["manifest"] is not None and _codec_key(m) not in self._codecs]
         for entry in wanted:
             self._codecs[_codec_key(entry)] = await asyncio.to_thread(self._codec, entry)
 
-    def _codec(self, entry: dict[str, Any]) -> Codec | None:
+    def _codec(self, entry: dict[str, Any]) -> Any:
+        """The codec of the manifest's task, as the engine's own load builds it."""
         manifest = self._manifest(entry)
+        task = task_of(manifest)
         path = self.repository / entry["name"] / str(entry["version"])
-        return build_codec(manifest, path, self.settings)
+        return None if task is None else task.codec(manifest, path, self.settings)
 
     def _merge(self) -> None:
         """Rebuild ``_versions`` from every engine's table, keeping the objects of versions
@@ -166,7 +171,7 @@ class FrontendRegistry(ModelRegistry):
 
     def _served(self, name: str, version: int,
                 entries: list[tuple[int, dict[str, Any]]]) -> ServedModel:
-        live = [(index, e) for index, e in entries if e["state"] == AVAILABLE
+        live = [(index, e) for index, e in entries if e["state"] == ModelState.AVAILABLE
                 and e["manifest"] is not None and _codec_key(e) in self._codecs]
         routes = tuple((index, e["instance"]) for index, e in live)
         digest = _codec_key(live[0][1]) if live else None
@@ -185,12 +190,12 @@ class FrontendRegistry(ModelRegistry):
             if live:
                 self._fill(served, live[0][1], routes)
             if previous is not None:  # requests still holding it look for its successor
-                previous.state, previous.backend = "END", None
+                previous.state, previous.backend = ModelState.END, None
         if live:
-            served.state, served.error = AVAILABLE, None
+            served.state, served.error = ModelState.AVAILABLE, None
         else:
             state, error = _shown_state([e for _, e in entries])
-            served.state, served.error = state, error
+            served.state, served.error = ModelState(state), error
         return served
 
     def _manifest(self, entry: dict[str, Any]) -> Manifest:
@@ -202,6 +207,7 @@ class FrontendRegistry(ModelRegistry):
 
     def _fill(self, served: ServedModel, entry: dict[str, Any],
               routes: tuple[tuple[int, int], ...]) -> None:
+        served.task = task_of(served.manifest)
         served.codec = self._codecs[_codec_key(entry)]
         served.batching = BatchLimits(*entry["batching"])
         served.remote_providers = list(entry["providers"])

@@ -13,7 +13,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from serving.models.registry import AVAILABLE, ModelRegistry, ServedModel
+from serving.models.registry import ModelRegistry, ServedModel
+from serving.models.states import ModelState
 
 
 class ModelTable:
@@ -48,7 +49,7 @@ class ModelTable:
                 "models": [self._entry(m) for m in self.registry.models()]}
 
     def _entry(self, served: ServedModel) -> dict[str, Any]:
-        serving = served.state == AVAILABLE
+        serving = served.state is ModelState.AVAILABLE
         limits = served.batching
         return {"name": served.name, "version": served.version,
                 "instance": self._number(served), "state": served.state, "error": served.error,

@@ -23,26 +23,23 @@ from serving.grpc.generated.tensorflow.core.framework import (
     tensor_shape_pb2,
     types_pb2,
 )
+from serving.wire.dtypes import NUMPY_TO_TF, tf_datatype
 
-# numpy dtype name → (TensorFlow DataType name, typed value field).
-_NUMPY = {
-    "float32": ("DT_FLOAT", "float_val"), "float64": ("DT_DOUBLE", "double_val"),
-    "float16": ("DT_HALF", "half_val"), "int8": ("DT_INT8", "int_val"),
-    "int16": ("DT_INT16", "int_val"), "int32": ("DT_INT32", "int_val"),
-    "int64": ("DT_INT64", "int64_val"), "uint8": ("DT_UINT8", "int_val"),
-    "uint16": ("DT_UINT16", "int_val"), "uint32": ("DT_UINT32", "uint32_val"),
-    "uint64": ("DT_UINT64", "uint64_val"), "bool": ("DT_BOOL", "bool_val"),
-    "object": ("DT_STRING", "string_val"),
+# The TensorProto field that carries each dtype's typed values (DataTypes: serving/wire/dtypes.py).
+_VALUE_FIELD = {
+    "float16": "half_val", "float32": "float_val", "float64": "double_val",
+    "int8": "int_val", "int16": "int_val", "int32": "int_val", "int64": "int64_val",
+    "uint8": "int_val", "uint16": "int_val", "uint32": "uint32_val", "uint64": "uint64_val",
+    "bool": "bool_val", "object": "string_val",
 }
-_BY_ENUM = {types_pb2.DataType.Value(tf): (np.dtype(np_name), field)
-            for np_name, (tf, field) in _NUMPY.items()}
+_BY_ENUM = {types_pb2.DataType.Value(tf): (np.dtype(np_name), _VALUE_FIELD[np_name])
+            for np_name, tf in NUMPY_TO_TF.items()}
+_ENUM = {tf: types_pb2.DataType.Value(tf) for tf in [*NUMPY_TO_TF.values(), "DT_INVALID"]}
 
 
 def tf_dtype(dtype: np.dtype | str) -> Any:
     """The DataType enum value (an int) for a numpy dtype (DT_INVALID when there is none)."""
-    name = np.dtype(dtype).name
-    tf = _NUMPY.get(name, ("DT_INVALID", ""))[0]
-    return types_pb2.DataType.Value(tf)
+    return _ENUM[tf_datatype(dtype)]
 
 
 def _shape(proto: tensor_pb2.TensorProto, name: str) -> list[int]:

@@ -14,6 +14,7 @@ from serving.grpc.errors import deadline_of, map_errors
 from serving.grpc.generated import grpc_predict_v2_pb2 as pb
 from serving.grpc.generated import grpc_predict_v2_pb2_grpc as pb_grpc
 from serving.versions import parse_version
+from serving.wire.dtypes import v2_datatype
 
 PROTOCOL = "grpc"
 PLATFORM = "onnxruntime_onnx"
@@ -33,7 +34,7 @@ def repository_model_name(request: Any) -> str:
 
 def _tensor_metadata(spec: Any) -> pb.ModelMetadataResponse.TensorMetadata:
     return pb.ModelMetadataResponse.TensorMetadata(
-        name=spec.name, datatype=v2_tensors.v2_datatype(spec.dtype), shape=spec.shape)
+        name=spec.name, datatype=v2_datatype(spec.dtype), shape=spec.shape)
 
 
 class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
@@ -69,8 +70,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                             context: Context) -> pb.ModelMetadataResponse:
         version = parse_version(request.version)
         served = self.dataplane.model(request.name, version)
-        versions = [str(m.version) for m in self.dataplane.model_statuses(request.name, version)
-                    if m.state == "AVAILABLE"]
+        versions = [str(v) for v in self.dataplane.available_versions(served.name)]
         manifest = served.manifest
         return pb.ModelMetadataResponse(
             name=served.name, versions=versions, platform=PLATFORM,
@@ -98,13 +98,9 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                               context: Context) -> pb.RepositoryIndexResponse:
         """Triton's model_repository extension: every known version and its state."""
         response = pb.RepositoryIndexResponse()
-        for name in self.dataplane.model_names():
-            for served in self.dataplane.model_statuses(name):
-                state = "READY" if served.state == "AVAILABLE" else "UNAVAILABLE"
-                if request.ready and state != "READY":
-                    continue
-                response.models.add(name=served.name, version=str(served.version),
-                                    state=state, reason=served.error or "")
+        for entry in self.dataplane.repository_index(ready_only=request.ready):
+            response.models.add(name=entry.name, version=str(entry.version),
+                                state=entry.state, reason=entry.reason)
         return response
 
     @map_errors

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from serving.config import Settings
 from serving.errors import InvalidInput, ModelNotFound, ModelNotReady, PermissionDenied
 from serving.models import manifest as repo
+from serving.models.states import ModelState
 
 if TYPE_CHECKING:
     from serving.models.registry import ModelRegistry, ServedModel
@@ -44,6 +45,9 @@ Signature = tuple[tuple[str, int, int], ...]  # (relative path, size, mtime_ns) 
 Scan = dict[str, dict[int, Signature]]
 API_DISABLED = ("the repository management API is disabled on this server (setting "
                 "repository_api): models cannot be loaded or unloaded on request")
+# What an unload stops, and which versions a model no longer wanted gives up.
+_LIVE = (ModelState.AVAILABLE, ModelState.FAILED, ModelState.LOADING)
+_RETIRABLE = (ModelState.AVAILABLE, ModelState.FAILED)
 _MAX_FILES = 10_000  # a version directory is a handful of files; bound the walk anyway
 
 
@@ -156,7 +160,7 @@ class RepositoryControl:
             self._held.discard(name)
             wanted = await self._sync(name, versions, removed=False, force=True)
             self._seen.update({(name, v): sig for v, sig in versions.items()})
-        failed = [m for m in wanted if m.state != "AVAILABLE"]
+        failed = [m for m in wanted if m.state is not ModelState.AVAILABLE]
         if failed:
             reasons = "; ".join(f"version {m.version}: {m.error}" for m in failed)
             raise InvalidInput(f"failed to load {name!r}: {reasons}")
@@ -167,7 +171,7 @@ class RepositoryControl:
         self.check_api()
         async with self._lock:
             live = [m for m in self.registry.models()
-                    if m.name == name and m.state in ("AVAILABLE", "FAILED", "LOADING")]
+                    if m.name == name and m.state in _LIVE]
             if not live and name not in {m.name for m in self.registry.models()}:
                 raise ModelNotFound(f"model {name!r} is not served")
             self._held.add(name)
@@ -180,12 +184,12 @@ class RepositoryControl:
         """Load wanted versions (new first), then retire the others if one serves."""
         wanted = self.registry.policy.select(sorted(versions))
         results = [await self._bring_up(name, v, versions[v], force) for v in wanted]
-        serving = any(self._state(name, v) == "AVAILABLE" for v in wanted)
+        serving = any(self._state(name, v) is ModelState.AVAILABLE for v in wanted)
         if removed:
             self.registry.retire(name)  # not expected any more: readiness ignores it
         if serving or removed:
             for served in [m for m in self.registry.models() if m.name == name]:
-                if served.version not in wanted and served.state in ("AVAILABLE", "FAILED"):
+                if served.version not in wanted and served.state in _RETIRABLE:
                     await self.registry.unload_version(name, served.version)
         return [m for m in results if m is not None]
 
@@ -195,14 +199,15 @@ class RepositoryControl:
         key = (name, version)
         state = self._state(name, version)
         changed = self._loaded.get(key) != signature
-        if state == "AVAILABLE" and (changed or force):
+        if state is ModelState.AVAILABLE and (changed or force):
             served = await self.registry.replace_version(name, version)
-        elif state in (None, "END") or (state == "FAILED" and (changed or force)):
+        elif state in (None, ModelState.END) or (state is ModelState.FAILED
+                                                  and (changed or force)):
             served = await self.registry.load_version(name, version)
         else:  # serving and unchanged, loading, or failed with the same files
             return self._find(name, version)
         self._loaded[key] = signature
-        if served.state != "AVAILABLE":
+        if served.state is not ModelState.AVAILABLE:
             log.warning("model %s version %d did not load (%s); serving versions are kept",
                         name, version, served.error)
         return served
@@ -213,7 +218,7 @@ class RepositoryControl:
                 return served
         return None
 
-    def _state(self, name: str, version: int) -> str | None:
+    def _state(self, name: str, version: int) -> ModelState | None:
         served = self._find(name, version)
         return None if served is None else served.state
 

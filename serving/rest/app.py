@@ -20,13 +20,14 @@ from serving.rest.hot_asgi import AsgiHotLane
 from serving.rest.hot_protocol import ProtocolHotLane
 from serving.rest.lifetime import RequestLifetimeMiddleware
 from serving.rest.middleware import GatewayMiddleware, RequestIdMiddleware
+from serving.tasks import TASKS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     from serving.metrics import Metrics
 
-DESCRIPTION = ("Task endpoints (/v1/{digit,text,image}:predict), TensorFlow Serving REST "
+DESCRIPTION = ("Task endpoints (/v1/{{{tasks}}}:predict), TensorFlow Serving REST "
                "(/v1/models/...), Open Inference Protocol v2 (/v2/...), Prometheus /metrics.")
 
 
@@ -58,7 +59,8 @@ def create_app(settings: Settings, dataplane: DataPlane, metrics: Metrics | None
                lifespan: Callable[[FastAPI], Any] | None = None) -> ServingApp:
     """Build the app; ``lifespan`` (optional) runs around serving, e.g. to load models."""
     app = ServingApp(title="modelserve", version=dataplane.server_metadata()["version"],
-                  description=DESCRIPTION, docs_url=None, redoc_url=None,
+                  description=DESCRIPTION.format(tasks=",".join(TASKS.names())),
+                  docs_url=None, redoc_url=None,
                   lifespan=lifespan or _no_lifespan,
                   # FastAPI's built-in OpenTelemetry asks the global providers on every
                   # request (about a tenth of a digit request's cost); /metrics is ours.

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving import request_ids
 from serving import stages as request_stages
-from serving.auth import key_allowed
+from serving.auth import KEY_HEADERS, header_key, key_allowed
 from serving.errors import PayloadTooLarge
 from serving.rest.errors import error_body
 from serving.tracing import Tracing
@@ -70,9 +70,8 @@ class GatewayMiddleware:
         for key, value in scope["headers"]:
             if key == b"content-length":
                 length = value
-            elif key in (b"authorization", b"x-api-key"):
-                auth = value.removeprefix(b"Bearer ").strip() if key == b"authorization" \
-                    else value.strip()
+            elif key in KEY_HEADERS and auth is None:
+                auth = header_key(key, value)
         if self.keys and not self._open(scope["path"]) and not self._allowed(auth):
             return 401, "missing or invalid API key", [(b"www-authenticate", b"Bearer")]
         if length is not None and (not length.isdigit() or int(length) > self.max_body):

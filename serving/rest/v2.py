@@ -31,8 +31,8 @@ from serving.rest.body import (
 from serving.rest.errors import error_response
 from serving.rest.json_tensors import v2_request
 from serving.rest.tensors import to_array
-from serving.v2_datatypes import NUMPY_TO_V2, V2_TO_NUMPY
 from serving.versions import parse_version
+from serving.wire.dtypes import V2_TO_NUMPY, v2_datatype
 
 if TYPE_CHECKING:
     from serving.models.registry import ServedModel
@@ -42,12 +42,11 @@ PLATFORM = "onnxruntime_onnx"
 
 
 def tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
-    return {"name": spec.name, "datatype": NUMPY_TO_V2[spec.dtype], "shape": spec.shape}
+    return {"name": spec.name, "datatype": v2_datatype(spec.dtype), "shape": spec.shape}
 
 
 def model_metadata(dataplane: DataPlane, served: ServedModel) -> dict[str, Any]:
-    versions = [str(m.version) for m in dataplane.model_statuses(served.name)
-                if m.state == "AVAILABLE"]
+    versions = [str(v) for v in dataplane.available_versions(served.name)]
     manifest = served.manifest
     return {"name": served.name, "versions": versions, "platform": PLATFORM,
             "inputs": [tensor_metadata(s) for s in manifest.inputs],
@@ -67,7 +66,7 @@ def json_tensor(item: dict[str, Any], spec: TensorSpec | None) -> WireTensor:
     shape = declared_shape(name, item.get("shape"))
     # BYTES for a numeric input: encoded items (images, texts) for the model's codec.
     if spec is not None and V2_TO_NUMPY[datatype] != spec.dtype and datatype != "BYTES":
-        raise InvalidInput(f"input {name!r} must be {NUMPY_TO_V2[spec.dtype]} (or BYTES "
+        raise InvalidInput(f"input {name!r} must be {v2_datatype(spec.dtype)} (or BYTES "
                            f"holding encoded items), got {datatype}")
     if "data" not in item:
         raise InvalidInput(f"input {name!r} has no 'data'")
@@ -191,7 +190,6 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
             model_metadata(dataplane, dataplane.model(n, v)))), methods=["GET"])
         router.add_api_route(path + "/ready", _with_version(model_ready), methods=["GET"])
         router.add_api_route(path + "/infer", _with_request(infer), methods=["POST"])
-    _repository_routes(router, dataplane)
     return router
 
 
@@ -207,17 +205,3 @@ def _with_request(handler: Any) -> Any:
         return await handler(request, name, parse_version(version))
     return route
 
-
-def _repository_routes(router: APIRouter, dataplane: DataPlane) -> None:
-    @router.post("/v2/repository/index")
-    async def repository_index() -> Response:
-        """Triton's model repository extension: every known model version and its state."""
-        models = []
-        for name in dataplane.model_names():
-            for served in dataplane.model_statuses(name):
-                state = "READY" if served.state == "AVAILABLE" else "UNAVAILABLE"
-                entry = {"name": served.name, "version": str(served.version), "state": state}
-                if served.error:
-                    entry["reason"] = served.error
-                models.append(entry)
-        return json_response(models)

@@ -102,3 +102,22 @@ def test_progress_in_a_log_is_one_line_per_epoch(tmp_path: Path) -> None:
     assert "epoch 1/2: " in epochs[0] and "epoch 2/2: " in epochs[1]
     assert all("accuracy" in line and "loss" in line for line in epochs)
     assert "digit: test accuracy" in proc.stdout
+
+
+def test_evaluate_skips_generic_models_with_a_clear_line(tmp_path: Path) -> None:
+    from tests.fixtures.generic_models import (
+        multi_io_model,
+        write_bare_version,
+        write_generic_version,
+    )
+
+    write_generic_version(tmp_path, "ranker", 1, multi_io_model())
+    write_bare_version(tmp_path, "detector", 1, multi_io_model())
+    proc = modelserve("evaluate", "--repository", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr  # skipping is not failing
+    lines = proc.stdout.splitlines()
+    assert any(line.split()[:3] == ["ranker", "1", "skipped:"] and "generic model (no task)"
+               in line for line in lines), proc.stdout
+    assert any(line.split()[:3] == ["detector", "1", "skipped:"] and "bare model.onnx" in line
+               for line in lines), proc.stdout
+    assert "not evaluated" not in proc.stdout and "image folder" not in proc.stdout
