@@ -248,23 +248,30 @@ async def test_a_dead_front_end_frees_its_items_in_the_engine(start_server_proce
         del os.environ["PROMETHEUS_MULTIPROC_DIR"]
     env = {"MODELSERVE_LAYOUT": "engine",
            "MODELSERVE_ENGINE_ADDRESSES": f'["{engines.addresses[0]}"]'}
+
+    def engine_metrics() -> str:
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(metrics_dir))
+        return generate_latest(registry).decode()
+
+    def abandoned() -> float:
+        return metric(engine_metrics(), "engine_abandoned_items_total")
+
     try:
         front = start_server_process(engine_repository, "--grpc-port", "-1", env=env)
         await wait_ready(front.url, timeout_s=90)
         async with httpx.AsyncClient(base_url=front.url, timeout=5) as client:
             waiting = [asyncio.create_task(client.post("/v2/models/sizer/infer",
                                                        json=sizer_body())) for _ in range(8)]
-            await asyncio.sleep(0.3)  # queued in the engine (the sizer gathers a batch)
+            # Queued in the engine: the first runs at once, the others wait there for the
+            # sizer's 2 s gathering window; 0.3 s was too short for a cold front end.
+            await asyncio.sleep(1.0)
             os.kill(front.proc.pid, signal.SIGKILL)
             await asyncio.gather(*waiting, return_exceptions=True)
 
-        def abandoned() -> float:
-            from prometheus_client import CollectorRegistry, generate_latest
-            from prometheus_client.multiprocess import MultiProcessCollector
-
-            registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=str(metrics_dir))
-            return metric(generate_latest(registry).decode(), "engine_abandoned_items_total")
         freed = await wait_for(abandoned, 10, "the engine dropping the dead front end's items")
         assert engines.procs[0] is not None and engines.procs[0].poll() is None
     finally:
