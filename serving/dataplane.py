@@ -31,6 +31,7 @@ from serving.decoding import Decoder
 from serving.errors import InvalidInput, ModelNotFound, ModelNotReady, ServingError, ShuttingDown
 from serving.models.manifest import Manifest
 from serving.models.watcher import RepositoryControl
+from serving.routing import Router
 from serving.tasks import Prediction, TaskResult
 
 if TYPE_CHECKING:
@@ -79,6 +80,8 @@ class DataPlane:
         self.metrics = metrics
         # Load/unload and repository polling (serving/models/watcher.py), shared by REST and gRPC.
         self.repository = RepositoryControl(registry, settings)
+        # Version labels, traffic split and shadow traffic (serving/routing.py).
+        self.routing = Router(registry, self.repository.labels, metrics)
         # What a request may cost (admission.py) and where its items decode (decoding.py).
         self.admission = Admission(max(settings.max_request_bytes,
                                        settings.grpc_max_message_bytes))
@@ -145,6 +148,16 @@ class DataPlane:
         return sorted({m.name for m in self.registry.models()})
 
     # Inference ------------------------------------------------------------
+    def route(self, name: str, version: int | None = None, *, label: str | None = None,
+              key: str | None = None) -> int | None:
+        """The version a request goes to: as named, by label, or by the traffic split
+        (sticky per ``key``); None: the latest. Protocols call it before ``model``."""
+        return self.routing.resolve(name, version, label, key)
+
+    def label_version(self, name: str, label: str) -> int | None:
+        """A label's version (None: ``latest``), for status and metadata: not counted."""
+        return self.repository.labels.resolve(name, label)
+
     def deadline(self, deadline: float | None) -> float:
         if deadline is not None:
             return deadline
@@ -158,6 +171,7 @@ class DataPlane:
         start = time.perf_counter()
         model_name, model_version = name, version
         try:
+            version = self.routing.resolve(name, version)  # the split, if not routed yet
             served = self.registry.get(name, version)
             model_version = served.version
             wanted = self._output_names(served.manifest, output_names)
@@ -218,13 +232,18 @@ class DataPlane:
     async def _predict(self, task: str, items: Sequence[Any], *, unwrap: Unwrap | None = None,
                        model: str | None = None, version: int | None = None,
                        top_k: int | None = None, protocol: str,
-                       deadline: float | None = None) -> TaskResult:
+                       deadline: float | None = None, label: str | None = None,
+                       routing_key: str | None = None) -> TaskResult:
         """Items counted against the model's batch limit, then unwrapped (``unwrap``: the
-        protocol's wire form, base64 say), then decoded by the model's codec."""
+        protocol's wire form, base64 say), then decoded by the model's codec. ``label`` and
+        ``routing_key``: see ``route``."""
         start = time.perf_counter()
         name, model_version = model or task, version
         try:
-            served = self.task_model(task, model, version)
+            served = self.task_model(task, model, version if label is None else None)
+            routed = self.routing.resolve(served.name, version, label, routing_key)
+            if routed is not None and routed != served.version:
+                served, version = self.task_model(task, served.name, routed), routed
             name, model_version = served.name, served.version
             if not items:
                 raise InvalidInput(f"no {task} given")
@@ -261,7 +280,11 @@ class DataPlane:
         can follow each other quickly, so a few successors in a row are tried."""
         for _ in range(RETIRED_RETRIES):
             try:
-                return served, await served.infer(await feeds(served), deadline=deadline)
+                start = time.perf_counter()
+                outputs = await served.infer(await feeds(served), deadline=deadline)
+                # Shadow traffic, if configured: in the background, never the caller's wait.
+                self.routing.mirror(served, feeds, outputs, time.perf_counter() - start)
+                return served, outputs
             except (ModelNotReady, ShuttingDown):
                 try:
                     current = self.registry.get(served.name, version)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from serving.dataplane import DataPlane
-from serving.errors import InvalidInput, ModelNotFound
+from serving.errors import InvalidInput
 from serving.grpc import tf_tensors
 from serving.grpc.errors import deadline_of, map_errors
 from serving.grpc.generated.tensorflow.core.protobuf import meta_graph_pb2
@@ -29,6 +29,7 @@ from serving.grpc.generated.tensorflow_serving.apis import (
 )
 from serving.grpc.generated.xla.tsl.protobuf import error_codes_pb2
 from serving.grpc.inputs import feature_item
+from serving.routing import ROUTING_KEY_HEADER
 
 if TYPE_CHECKING:
     from serving.models.registry import ServedModel
@@ -38,15 +39,26 @@ PREDICT_METHOD = "tensorflow/serving/predict"
 _STATES = get_model_status_pb2.ModelVersionStatus.State
 
 
-def resolve_version(spec: model_pb2.ModelSpec) -> int | None:
-    """ModelSpec version or label → a version (None = latest). Only 'latest' is a label."""
+def resolve_version(dataplane: DataPlane, spec: model_pb2.ModelSpec,
+                    context: grpc.aio.ServicerContext | None = None) -> int | None:
+    """ModelSpec version, or label (labels.json), or the traffic split when neither is set
+    (sticky per the routing-key metadata; ``context`` None: status and metadata, which
+    are not routed) → a version (None = latest)."""
     if not spec.name:
         raise InvalidInput("model_spec.name is required")
     if spec.HasField("version"):
         return int(spec.version.value)
-    if spec.HasField("version_label") and spec.version_label != "latest":
-        raise ModelNotFound(f"version label {spec.version_label!r} is not assigned "
-                            f"(only 'latest' is)")
+    label = spec.version_label if spec.HasField("version_label") else None
+    if context is None:
+        return None if label is None else dataplane.label_version(spec.name, label)
+    return dataplane.route(spec.name, None, label=label, key=metadata_value(
+        context, ROUTING_KEY_HEADER))
+
+
+def metadata_value(context: grpc.aio.ServicerContext, key: str) -> str | None:
+    for item in context.invocation_metadata() or ():
+        if item.key == key and isinstance(item.value, str):
+            return str(item.value)
     return None
 
 
@@ -86,7 +98,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @map_errors
     async def Predict(self, request: predict_pb2.PredictRequest,
                       context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
-        version = resolve_version(request.model_spec)
+        version = resolve_version(self.dataplane, request.model_spec, context)
         served = self.dataplane.model(request.model_spec.name, version)
         _check_signature(request.model_spec, served)
         # Declared only: the dataplane builds each tensor once its declaration is admitted.
@@ -111,7 +123,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise InvalidInput(f"metadata_field must be ['signature_def'], "
                                f"got {list(request.metadata_field)}")
         served = self.dataplane.model(request.model_spec.name,
-                                      resolve_version(request.model_spec))
+                                      resolve_version(self.dataplane, request.model_spec))
         signatures = get_model_metadata_pb2.SignatureDefMap()
         signatures.signature_def[served.manifest.signature_name].CopyFrom(signature_def(served))
         response = get_model_metadata_pb2.GetModelMetadataResponse()
@@ -120,9 +132,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.metadata["signature_def"].Pack(signatures)
         return response
 
-    async def _task_items(self, request: Any) -> tuple[ServedModel, Any]:
+    async def _task_items(self, request: Any, context: grpc.aio.ServicerContext
+                          ) -> tuple[ServedModel, Any]:
         served = self.dataplane.model(request.model_spec.name,
-                                      resolve_version(request.model_spec))
+                                      resolve_version(self.dataplane, request.model_spec,
+                                                      context))
         _check_signature(request.model_spec, served)
         if served.manifest.task is None:
             raise InvalidInput(f"model {served.name} is a generic tensor model: Classify and "
@@ -146,7 +160,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     async def Classify(self, request: classification_pb2.ClassificationRequest,
                        context: grpc.aio.ServicerContext,
                        ) -> classification_pb2.ClassificationResponse:
-        served, items = await self._task_items(request)
+        served, items = await self._task_items(request, context)
         result = await self._predict_task(served, items, context)
         response = classification_pb2.ClassificationResponse()
         _answer_spec(served, result.model_version, response.model_spec)
@@ -158,7 +172,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @map_errors
     async def Regress(self, request: regression_pb2.RegressionRequest,
                       context: grpc.aio.ServicerContext) -> regression_pb2.RegressionResponse:
-        served, items = await self._task_items(request)
+        served, items = await self._task_items(request, context)
         manifest = served.manifest
         if manifest.postprocessing is None or manifest.postprocessing.kind != "sigmoid":
             raise InvalidInput(f"model {served.name} has {len(manifest.labels)} classes; "
@@ -198,7 +212,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
                              context: grpc.aio.ServicerContext,
                              ) -> get_model_status_pb2.GetModelStatusResponse:
         spec = request.model_spec
-        version = resolve_version(spec)
+        version = resolve_version(self.dataplane, spec)
         if version is None and spec.HasField("version_label"):
             version = self.dataplane.model(spec.name).version
         response = get_model_status_pb2.GetModelStatusResponse()

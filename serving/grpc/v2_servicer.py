@@ -13,6 +13,8 @@ from serving.grpc import v2_tensors
 from serving.grpc.errors import deadline_of, map_errors
 from serving.grpc.generated import grpc_predict_v2_pb2 as pb
 from serving.grpc.generated import grpc_predict_v2_pb2_grpc as pb_grpc
+from serving.grpc.tfs_servicer import metadata_value
+from serving.routing import KEY_PARAMETER, LABEL_PARAMETER, ROUTING_KEY_HEADER
 from serving.versions import parse_version
 
 PROTOCOL = "grpc"
@@ -29,6 +31,15 @@ def repository_model_name(request: Any) -> str:
         if field.field_number == 2 and field.wire_type == 2:  # length-delimited string
             return bytes(field.data).decode("utf-8", errors="replace")
     raise InvalidInput("model_name is required")
+
+
+def _string_parameter(request: pb.ModelInferRequest, key: str) -> str | None:
+    if key not in request.parameters:
+        return None
+    parameter = request.parameters[key]
+    if parameter.WhichOneof("parameter_choice") != "string_param":
+        raise InvalidInput(f"parameter {key!r} must be a string")
+    return parameter.string_param or None
 
 
 def _tensor_metadata(spec: Any) -> pb.ModelMetadataResponse.TensorMetadata:
@@ -80,7 +91,11 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     @map_errors
     async def ModelInfer(self, request: pb.ModelInferRequest,
                          context: Context) -> pb.ModelInferResponse:
-        version = parse_version(request.model_version)
+        version = self.dataplane.route(
+            request.model_name, parse_version(request.model_version),
+            label=_string_parameter(request, LABEL_PARAMETER),
+            key=(_string_parameter(request, KEY_PARAMETER)
+                 or metadata_value(context, ROUTING_KEY_HEADER)))
         inputs = v2_tensors.request_inputs(request)  # declared; built once admitted
         wanted = [out.name for out in request.outputs] or None
         result = await self.dataplane.infer(request.model_name, version, inputs,

@@ -9,11 +9,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from serving.config import Settings
-from serving.dataplane import DataPlane
+from serving.dataplane import DataPlane, TaskResult
 from serving.errors import InvalidInput
 from serving.rest.body import json_response, query_int, request_deadline
 from serving.rest.hot_asgi import Endpoint
 from serving.rest.payloads import image_bytes, is_b64, read_payload
+from serving.routing import KEY_PARAMETER, LABEL_PARAMETER, ROUTING_KEY_HEADER, VERSION_HEADER
 from serving.versions import parse_version
 
 PROTOCOL = "rest"
@@ -89,26 +90,34 @@ def endpoints(dataplane: DataPlane, settings: Settings) -> dict[str, Endpoint]:
         query = request.query_params if request.scope.get("query_string") else {}
         return {"model": query.get("model") or None,
                 "version": parse_version(query.get("version")),
+                "label": query.get(LABEL_PARAMETER) or None,
+                "routing_key": (query.get(KEY_PARAMETER)
+                                or request.headers.get(ROUTING_KEY_HEADER)),
                 "top_k": query_int(query, "top_k"), "protocol": PROTOCOL,
                 "deadline": request_deadline(request, settings.request_timeout_s)}
+
+    def answered(result: TaskResult) -> Response:
+        response = json_response(result.to_dict())
+        response.headers[VERSION_HEADER] = str(result.model_version)
+        return response
 
     async def predict_digit(request: Request) -> Response:
         """A digit image (raw, multipart or {"b64"}), or 784 numbers / a 28x28 array."""
         items = await digit_items(request)
         result = await dataplane.predict_digit(items, unwrap=digit_item, **options(request))
-        return json_response(result.to_dict())
+        return answered(result)
 
     async def predict_text(request: Request) -> Response:
         """JSON {"text": "..." | [...]} or {"texts": [...]}, or a text/plain body."""
         items = await text_items(request)
         result = await dataplane.predict_text(items, **options(request))
-        return json_response(result.to_dict())
+        return answered(result)
 
     async def predict_image(request: Request) -> Response:
         """Multipart "file" fields, a raw image/* body, or JSON base64 images."""
         items = await image_items(request)
         result = await dataplane.predict_image(items, unwrap=image_item, **options(request))
-        return json_response(result.to_dict())
+        return answered(result)
 
     return {"/v1/digit:predict": predict_digit, "/v1/text:predict": predict_text,
             "/v1/image:predict": predict_image}

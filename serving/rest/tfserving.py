@@ -20,7 +20,7 @@ from starlette.responses import Response
 from serving.admission import OBJECT, WireTensor, object_array
 from serving.config import Settings
 from serving.dataplane import DataPlane
-from serving.errors import InvalidInput, ModelNotFound
+from serving.errors import InvalidInput
 from serving.models.manifest import TensorSpec
 from serving.rest.body import (
     MAX_JSON_VALUES,
@@ -32,19 +32,13 @@ from serving.rest.body import (
 from serving.rest.json_tensors import numeric_tensor
 from serving.rest.payloads import b64decode, image_bytes, is_b64
 from serving.rest.tensors import NUMPY_TO_TF, first_leaf, to_array
+from serving.routing import ROUTING_KEY_HEADER, VERSION_HEADER
 from serving.versions import parse_version
 
 if TYPE_CHECKING:
     from serving.models.registry import ServedModel
 
 PROTOCOL = "rest"
-
-
-def resolve_label(label: str | None) -> int | None:
-    """Version labels: only ``latest`` is defined (no label configuration yet)."""
-    if label is None or label == "latest":
-        return None
-    raise ModelNotFound(f"version label {label!r} is not assigned (only 'latest' is)")
 
 
 def version_status(served: ServedModel) -> dict[str, Any]:
@@ -182,12 +176,18 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
             columnar_inputs(served, body["inputs"])
         return served, inputs, row
 
-    async def predict(request: Request, name: str, version: int | None) -> Response:
+    async def predict(request: Request, name: str, version: int | None,
+                      label: str | None = None) -> Response:
+        # One choice of version for parsing and inference (labels, traffic split).
+        version = dataplane.route(name, version, label=label,
+                                  key=request.headers.get(ROUTING_KEY_HEADER))
         served, inputs, row = parsed(await request.body(), name, version)
         result = await dataplane.infer(served.name, version, inputs, protocol=PROTOCOL,
                                        deadline=request_deadline(request,
                                                                  settings.request_timeout_s))
-        return json_response(predict_body(result.outputs, row))
+        response = json_response(predict_body(result.outputs, row))
+        response.headers[VERSION_HEADER] = str(result.model_version)
+        return response
 
     @router.post("/v1/models/{name}:predict")
     async def predict_latest(request: Request, name: str) -> Response:
@@ -199,7 +199,7 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
 
     @router.post("/v1/models/{name}/labels/{label}:predict")
     async def predict_label(request: Request, name: str, label: str) -> Response:
-        return await predict(request, name, resolve_label(label))
+        return await predict(request, name, None, label)
 
     _status_and_metadata_routes(router, dataplane)
     return router
@@ -220,7 +220,7 @@ def _status_and_metadata_routes(router: APIRouter, dataplane: DataPlane) -> None
 
     @router.get("/v1/models/{name}/labels/{label}")
     async def status_label(name: str, label: str) -> Response:
-        return status(name, resolve_label(label))
+        return status(name, dataplane.label_version(name, label))
 
     @router.get("/v1/models/{name}/metadata")
     async def metadata_latest(name: str) -> Response:
@@ -232,5 +232,6 @@ def _status_and_metadata_routes(router: APIRouter, dataplane: DataPlane) -> None
 
     @router.get("/v1/models/{name}/labels/{label}/metadata")
     async def metadata_label(name: str, label: str) -> Response:
-        return json_response(metadata(dataplane.model(name, resolve_label(label))))
+        return json_response(metadata(dataplane.model(name,
+                                                      dataplane.label_version(name, label))))
 

@@ -31,6 +31,7 @@ from serving.rest.body import (
 from serving.rest.errors import error_response
 from serving.rest.json_tensors import v2_request
 from serving.rest.tensors import to_array
+from serving.routing import KEY_PARAMETER, LABEL_PARAMETER, ROUTING_KEY_HEADER, VERSION_HEADER
 from serving.v2_datatypes import NUMPY_TO_V2, V2_TO_NUMPY
 from serving.versions import parse_version
 
@@ -53,7 +54,8 @@ def model_metadata(dataplane: DataPlane, served: ServedModel) -> dict[str, Any]:
             "inputs": [tensor_metadata(s) for s in manifest.inputs],
             "outputs": [tensor_metadata(s) for s in manifest.outputs],
             "parameters": {"version": str(served.version), "task": manifest.task,
-                           "labels": manifest.labels, "providers": served.providers}}
+                           "labels": manifest.labels, "providers": served.providers,
+                           **dataplane.routing.describe(served.name)}}
 
 
 def json_tensor(item: dict[str, Any], spec: TensorSpec | None) -> WireTensor:
@@ -107,6 +109,21 @@ def _strings(name: str, data: Any, size: int) -> np.ndarray:
                                f"got {type(value).__name__}")
     walk(data, 0)
     return object_array(found)
+
+
+def routing_parameters(parameters: Any) -> tuple[str | None, str | None]:
+    """(version label, routing key) from a request's ``parameters``, if given."""
+    if parameters is None:
+        return None, None
+    if not isinstance(parameters, dict):
+        raise InvalidInput("'parameters' must be an object")
+    found = []
+    for key in (LABEL_PARAMETER, KEY_PARAMETER):
+        value = parameters.get(key)
+        if value is not None and not isinstance(value, str):
+            raise InvalidInput(f"parameter {key!r} must be a string")
+        found.append(value or None)
+    return found[0], found[1]
 
 
 def request_id(body: dict[str, Any]) -> str | None:
@@ -166,13 +183,17 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
         return error_response(400, f"model {name} is not ready")
 
     async def infer(request: Request, name: str, version: int | None) -> Response:
-        served = dataplane.model(name, version)
+        dataplane.model_statuses(name, version)  # 404 before reading an unknown model's body
         header, binary = v2_binary.split_body(request.headers, await request.body())
         check_json_cost(header, MAX_JSON_VALUES)
         body = v2_request(header, MAX_PLAIN_JSON_VALUES) or parse_json(header)
         if not isinstance(body, dict):
             raise InvalidInput("request body must be a JSON object")
         echo = request_id(body)
+        label, key = routing_parameters(body.get("parameters"))
+        version = dataplane.route(name, version, label=label,
+                                  key=key or request.headers.get(ROUTING_KEY_HEADER))
+        served = dataplane.model(name, version)
         inputs, wanted, as_binary = parse_request(body, served, binary)
         call = dataplane.infer(served.name, version, inputs, protocol=PROTOCOL,
                                output_names=wanted,
@@ -184,7 +205,9 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
         response = {"model_name": result.model_name, "model_version": str(result.model_version)}
         if echo is not None:
             response["id"] = echo
-        return v2_binary.encode_response(response, result.outputs, as_binary)
+        answer = v2_binary.encode_response(response, result.outputs, as_binary)
+        answer.headers[VERSION_HEADER] = str(result.model_version)
+        return answer
 
     for path in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         router.add_api_route(path, _with_version(lambda n, v: json_response(
@@ -216,7 +239,11 @@ def _repository_routes(router: APIRouter, dataplane: DataPlane) -> None:
         for name in dataplane.model_names():
             for served in dataplane.model_statuses(name):
                 state = "READY" if served.state == "AVAILABLE" else "UNAVAILABLE"
-                entry = {"name": served.name, "version": str(served.version), "state": state}
+                entry: dict[str, Any] = {"name": served.name, "version": str(served.version),
+                                         "state": state}
+                labels = dataplane.repository.labels.labels_of(served.name, served.version)
+                if labels:
+                    entry["labels"] = labels  # an addition to Triton's fields: version labels
                 if served.error:
                     entry["reason"] = served.error
                 models.append(entry)
