@@ -11,16 +11,16 @@ Every key but ``labels`` is optional. Like TensorFlow Serving (its ``version_lab
 without ``--allow_version_labels_for_unavailable_models``), a label may only point at a
 version that is loaded and AVAILABLE: a file that breaks this, or is not valid, is
 refused as a whole with the reason logged and shown in metadata, and the labels that
-were in force keep working. The repository watcher re-reads a file whose size or mtime
-changed (and retries a refused one each poll, since the version it names may be still
-loading). ``latest`` is not a label one can assign: it always means the newest version.
+were in force keep working. The repository watcher reads the files after each poll and
+applies one whose bytes changed (and retries a refused one each poll, since the version
+it names may be still loading). ``latest`` is not a label one can assign: it always
+means the newest version.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,20 +158,22 @@ def check_loaded(rollout: Rollout, name: str, available: set[int]) -> None:
         raise LabelsError(f"{shown}: not a loaded version of {name!r} (loaded: {loaded})")
 
 
-def read(path: Path) -> Rollout:
-    """Read and validate one file (not yet checked against the loaded versions)."""
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, up to the limit (OSError when it cannot be read)."""
     with path.open("rb") as handle:
         data = handle.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise LabelsError(f"the file is larger than {MAX_FILE_BYTES} bytes")
+    return data
+
+
+def parse_bytes(data: bytes) -> Rollout:
+    """Validate one file's bytes (not yet checked against the loaded versions)."""
     try:
         document = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise LabelsError(f"not valid JSON ({exc})") from None
     return parse(document)
-
-
-FileSignature = tuple[int, int]  # (size, mtime_ns)
 
 
 class ModelLabels:
@@ -181,7 +183,7 @@ class ModelLabels:
         self.repository = repository
         self._rollouts: dict[str, Rollout] = {}
         self._errors: dict[str, str] = {}
-        self._read: dict[str, FileSignature] = {}  # the file each model's state came from
+        self._read: dict[str, bytes] = {}  # the file each model's state came from
 
     def rollout(self, name: str) -> Rollout | None:
         return self._rollouts.get(name)
@@ -214,32 +216,38 @@ class ModelLabels:
 
     def _refresh_one(self, registry: ModelRegistry, name: str) -> None:
         path = self.repository / name / LABELS_FILE
-        try:
-            stat = os.stat(path)
-        except OSError:
+        if not path.is_file():
             if name in self._rollouts or name in self._errors:
                 log.info("model %s: %s removed; no labels", name, LABELS_FILE)
             self._rollouts.pop(name, None)
             self._errors.pop(name, None)
             self._read.pop(name, None)
             return
-        signature = (stat.st_size, stat.st_mtime_ns)
-        if self._read.get(name) == signature and name not in self._errors:
+        # The bytes, not size and mtime: two quick edits of equal size can share an mtime.
+        try:
+            data = read_bytes(path)
+        except (OSError, LabelsError) as exc:
+            self._refuse(name, str(exc) if isinstance(exc, LabelsError) else
+                         f"cannot be read ({type(exc).__name__})")
             return
+        if self._read.get(name) == data and name not in self._errors:
+            return
+        self._read[name] = data
         available = {m.version for m in registry.models()
                      if m.name == name and m.state == "AVAILABLE"}
         try:
-            rollout = read(path)
+            rollout = parse_bytes(data)
             check_loaded(rollout, name, available)
-        except (OSError, LabelsError) as exc:
-            reason = f"{LABELS_FILE} refused: {exc}"
-            if self._errors.get(name) != reason:
-                log.warning("model %s: %s; the labels in force are kept", name, reason)
-            self._errors[name] = reason
-            self._read[name] = signature
+        except LabelsError as exc:
+            self._refuse(name, str(exc))
             return
         self._rollouts[name] = rollout
         self._errors.pop(name, None)
-        self._read[name] = signature
         log.info("model %s: labels %s, traffic %s, shadow %s", name, rollout.labels,
                  dict(rollout.traffic) or "none", rollout.shadow or "none")
+
+    def _refuse(self, name: str, why: str) -> None:
+        reason = f"{LABELS_FILE} refused: {why}"
+        if self._errors.get(name) != reason:
+            log.warning("model %s: %s; the labels in force are kept", name, reason)
+        self._errors[name] = reason

@@ -291,3 +291,35 @@ async def _latencies(client: httpx.AsyncClient, server: RolloutServer, n: int) -
         assert served_version(await tf_predict(client, server)) == 1
         found.append(time.perf_counter() - start)
     return found
+
+
+async def test_task_endpoints_take_a_label_and_a_routing_key(
+        tmp_path: Any, make_rest_client: Any) -> None:
+    from tests.fixtures.tiny_models import digit_model, write_model_version
+    repository = tmp_path / "tasks"
+    for version in (1, 2):
+        write_model_version(repository, "digit", version, digit_model())
+    (repository / "digit" / "labels.json").write_text(
+        '{"labels": {"stable": 1, "canary": 2}, "traffic": {"stable": 50, "canary": 50}}')
+    app = await make_rest_client(repository, version_policy="all")
+    await app.dataplane.repository.start()  # reads labels.json (no polling here)
+    body = {"inputs": [[0.0] * 784]}
+
+    async def version(query: str, headers: dict[str, str] | None = None) -> str:
+        response = await app.client.post(f"/v1/digit:predict{query}", json=body,
+                                         headers=headers or {})
+        assert response.status_code == 200, response.text
+        assert response.headers[VERSION_HEADER] == response.json()["model_version"]
+        return str(response.json()["model_version"])
+
+    assert await version("?version_label=stable") == "1"
+    assert await version("?version_label=canary") == "2"
+    by_query = {await version(f"?routing_key=user-{i}") for i in range(40)}
+    assert by_query == {"1", "2"}  # 40 users over a 50/50 split: both versions serve
+    for i in range(40):  # the header and the query parameter are the same key
+        assert await version(f"?routing_key=user-{i}") == \
+            await version("", {ROUTING_KEY_HEADER: f"user-{i}"})
+    bad = await app.client.post("/v1/digit:predict?version_label=nope", json=body)
+    assert bad.status_code == 404
+    both = await app.client.post("/v1/digit:predict?version_label=stable&version=2", json=body)
+    assert both.status_code == 400
