@@ -14,15 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import sys
-from pathlib import Path
 
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from serving.routing import ROUTING_KEY_HEADER  # noqa: E402
-from training.datasets import load_mnist  # noqa: E402
+from serving.routing import ROUTING_KEY_HEADER
+from training.datasets import load_mnist
 
 
 async def run(url: str, requests: int, users: int, concurrency: int) -> int:
