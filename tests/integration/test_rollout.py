@@ -85,8 +85,8 @@ async def test_labels_over_every_protocol(make_rollout_server: Any) -> None:
         assert both.status_code == 400 and "not both" in both.json()["error"]
 
         index = (await client.post(f"{server.url}/v2/repository/index", json={})).json()
-        assert {e["version"]: e.get("labels") for e in index} == {"1": ["stable"],
-                                                                  "2": ["canary"]}
+        assert {e["version"]: e.get("labels") for e in index if e["name"] == MODEL} == {
+            "1": ["stable"], "2": ["canary"]}
     await _grpc_labels(server)
 
 
@@ -201,9 +201,11 @@ async def test_canary_rollout_under_traffic_fails_nothing(make_rollout_server: A
         for canary in (5, 50, 100):
             await server.wait_labels(client, LABELS | {
                 "traffic": {"stable": 100 - canary, "canary": canary}})
-            start = len(seen)
-            await asyncio.sleep(1.0)
-            shares.append(seen[start:].count(2) / max(1, len(seen) - start))
+            start = len(seen) + len(workers)  # past the answers routed before the change
+            async with asyncio.timeout(30):  # 200 answers per step (a loaded machine is slow)
+                while len(seen) - start < 200:
+                    await asyncio.sleep(0.05)
+            shares.append(seen[start:].count(2) / (len(seen) - start))
         # Retire version 1: the labels first (no label may point at it), then its files.
         await server.wait_labels(client, {"labels": {"stable": 2}, "traffic": {"stable": 100}})
         import shutil
@@ -218,7 +220,8 @@ async def test_canary_rollout_under_traffic_fails_nothing(make_rollout_server: A
         await asyncio.gather(*workers)
     assert failures == []
     assert len(seen) > 200
-    assert shares[0] < 0.2 and 0.3 < shares[1] < 0.7 and shares[2] == 1.0, shares
+    # 200+ answers per step: 5 % and 50 % with over 4 standard deviations of room.
+    assert shares[0] < 0.15 and 0.35 < shares[1] < 0.65 and shares[2] == 1.0, shares
 
 
 async def test_shadow_agreement_metrics_are_exact(make_rollout_server: Any) -> None:
