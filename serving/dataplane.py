@@ -282,8 +282,10 @@ class DataPlane:
             try:
                 start = time.perf_counter()
                 outputs = await served.infer(await feeds(served), deadline=deadline)
-                # Shadow traffic, if configured: in the background, never the caller's wait.
-                self.routing.mirror(served, feeds, outputs, time.perf_counter() - start)
+                # Shadow traffic, if configured: in the background, never the caller's wait;
+                # none once draining (the batchers close soon).
+                if not self.draining:
+                    self.routing.mirror(served, feeds, outputs, time.perf_counter() - start)
                 return served, outputs
             except (ModelNotReady, ShuttingDown):
                 try:
