@@ -162,6 +162,15 @@ async def test_weighted_split_and_stickiness(make_rollout_server: Any) -> None:
         routed = metric_samples(await server.metrics(client), "modelserve_routed_requests_total")
         counted = {(s["version"], s["label"]): v for s, v in routed if s["via"] == "split"}
         assert sum(counted.values()) == requests + keys * per_key
+    # Over gRPC the key is metadata, and the same key lands on the same version.
+    async with grpc.aio.insecure_channel(server.grpc_target) as channel:
+        tfs = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = MODEL
+        request.inputs["x"].CopyFrom(from_numpy(np.array(ROW, dtype=np.float32)))
+        for i in range(20):
+            answer = await tfs.Predict(request, metadata=((ROUTING_KEY_HEADER, f"user-{i}"),))
+            assert {answer.model_spec.version.value} == by_key[f"user-{i}"]
         assert set(counted) == {("1", "stable"), ("2", "canary")}
 
 
