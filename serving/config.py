@@ -137,3 +137,10 @@ class Settings(BaseSettings):
         default=True, description="health and /metrics need no key")
     cors_origins: list[str] = Field(
         default_factory=list, description="allowed CORS origins (CORS off when empty)")
+
+    # Streaming: Triton's bidirectional ModelStreamInfer (serving/grpc/v2_stream.py).
+    grpc_stream_max_in_flight: int = Field(
+        default=64, ge=1,
+        description="requests of one ModelStreamInfer stream computing at once; past it the "
+                    "server stops reading the stream until one is answered (gRPC flow "
+                    "control then holds the client back)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import grpc
@@ -14,6 +16,7 @@ from serving.grpc import v2_tensors
 from serving.grpc.errors import deadline_of, map_errors
 from serving.grpc.generated import grpc_predict_v2_pb2 as pb
 from serving.grpc.generated import grpc_predict_v2_pb2_grpc as pb_grpc
+from serving.grpc.v2_stream import InferStream
 
 PROTOCOL = "grpc"
 PLATFORM = "onnxruntime_onnx"
@@ -89,13 +92,33 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     @map_errors
     async def ModelInfer(self, request: pb.ModelInferRequest,
                          context: Context) -> pb.ModelInferResponse:
+        return await self._infer(request, deadline_of(context))
+
+    async def ModelStreamInfer(self, requests: AsyncIterator[pb.ModelInferRequest],
+                               context: Context) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """Triton's bidirectional stream (v2_stream.py): one response per request, errors
+        as messages, requests batched with every other."""
+        stream_deadline = deadline_of(context)
+        timeout = self.dataplane.settings.request_timeout_s
+
+        async def infer(request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+            deadline = time.monotonic() + timeout  # each request its own, within the stream's
+            return await self._infer(request, deadline if stream_deadline is None
+                                     else min(deadline, stream_deadline))
+
+        stream = InferStream(infer, self.dataplane.settings.grpc_stream_max_in_flight)
+        async for response in stream.responses(requests):
+            yield response
+
+    async def _infer(self, request: pb.ModelInferRequest,
+                     deadline: float | None) -> pb.ModelInferResponse:
         version = parse_version(request.model_version)
         served = self.dataplane.model(request.model_name, version)
         inputs = await decode_string_inputs(served, v2_tensors.request_inputs(request))
         wanted = [out.name for out in request.outputs] or None
         # The requested version, not served.version: a reload meanwhile is followed.
         result = await self.dataplane.infer(served.name, version, inputs,
-                                            protocol=PROTOCOL, deadline=deadline_of(context),
+                                            protocol=PROTOCOL, deadline=deadline,
                                             output_names=wanted)
         response = pb.ModelInferResponse(model_name=result.model_name,
                                          model_version=str(result.model_version),

@@ -56,8 +56,9 @@ def test_bench_quick(loadtest_repository: Path, tmp_path: Path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((out / "bench.json").read_text())
     protocols = {r["protocol"] for r in results["rows"] if r["model"] == "digit"}
-    assert {"rest", "tfserving", "v2", "grpc-tfserving", "grpc-v2", "naive", "bare-asgi",
-            "bare-grpc-predict", "bare-grpc-infer"} <= protocols
+    assert {"rest", "tfserving", "v2", "grpc-tfserving", "grpc-v2", "grpc-stream", "naive",
+            "bare-asgi", "bare-rsgi", "bare-grpc-predict", "bare-grpc-infer",
+            "bare-grpc-stream"} <= protocols
     assert {r["payload"] for r in results["rows"] if r["protocol"] == "rest"} == {"ints", "floats"}
     assert all(r["errors"] == 0 and r["items_per_s"] > 0 for r in results["rows"])
     assert results["ceiling"]["digit"]["best_items_per_s"] > 0
