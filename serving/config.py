@@ -144,3 +144,9 @@ class Settings(BaseSettings):
         description="requests of one ModelStreamInfer stream computing at once; past it the "
                     "server stops reading the stream until one is answered (gRPC flow "
                     "control then holds the client back)")
+
+    # The HTTP server under the REST app (docs/benchmarks.md says how it was chosen).
+    http_server: Literal["granian", "uvicorn"] = Field(
+        default="uvicorn",
+        description="granian: a Rust HTTP server (HTTP parsed outside Python); uvicorn: "
+                    "uvicorn with httptools and the hot task routes in its protocol")

@@ -28,6 +28,7 @@ from serving.dataplane import DataPlane
 from serving.metrics import Metrics
 from serving.models.registry import ModelRegistry
 from serving.rest.app import create_app
+from serving.rest.granian_server import GranianServer
 from serving.rest.hot_protocol import protocol_class
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,8 @@ class ServerProcess:
         self.registry = ModelRegistry(settings, self.metrics)
         self.dataplane = DataPlane(self.registry, settings, self.metrics)
         self.app = create_app(settings, self.dataplane, self.metrics)
-        self.http = _UvicornServer(uvicorn_config(self.app, settings))
+        self.http: Any = _UvicornServer(uvicorn_config(self.app, settings)) \
+            if settings.http_server == "uvicorn" else GranianServer(self.app, settings)
         self.grpc: Any | None = None
         self._stop = asyncio.Event()
         self._load_task: asyncio.Task[None] | None = None
