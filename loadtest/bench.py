@@ -182,12 +182,12 @@ def best_of(a: dict, b: dict) -> dict:
 
 def run_server(cfg: Namespace) -> tuple[list[Row], dict]:
     http_port, grpc_port = free_port(), free_port()
-    env = {"MODELSERVE_INTRA_OP_THREADS": str(cfg.threads), "MODELSERVE_PROVIDERS": cfg.provider,
-           "MODELSERVE_ACCESS_LOG": "false", "MODELSERVE_LOG_LEVEL": "warning"}
     server = modelserve_server(cfg.repository, http_port, grpc_port, cpus=cfg.server_cpus,
-                               log_path=cfg.out / "server.log", env=env)
+                               log_path=cfg.out / "server.log",
+                               env={**cfg.server_env, "MODELSERVE_HTTP_SERVER": cfg.http_server})
     with server.start(timeout_s=120):
-        info: dict[str, Any] = {"startup_s": server.startup_s, "rss_mb": server.rss_mb()}
+        info: dict[str, Any] = {"startup_s": server.startup_s, "rss_mb": server.rss_mb(),
+                                "http_server": cfg.http_server}
         rows = [empty_rtt(http_port, "/v2/health/live", server, cfg.duration, "-")]
         if "digit" in cfg.models:
             rows += bench_limits.compare(cfg, server, http_port, grpc_port)
@@ -201,7 +201,7 @@ def run_server(cfg: Namespace) -> tuple[list[Row], dict]:
 def config(args: Namespace) -> Namespace:
     quick = args.quick
     server_cpus, client_cpus = parse_cpus(args.server_cpus), parse_cpus(args.client_cpus)
-    return Namespace(
+    cfg = Namespace(
         repository=Path(args.model_repository),
         models=["digit"] if quick else [m for m in args.models.split(",") if m],
         protocols=[p for p in args.protocols.split(",") if p],
@@ -209,12 +209,19 @@ def config(args: Namespace) -> Namespace:
         compare_concurrency=[1, 16] if quick else [
             int(c) for c in args.compare_concurrency.split(",")],
         rounds=1 if quick else args.rounds, limits=not args.no_limits,
+        http_server=args.http_server, compare_http_server="" if quick or
+        args.compare_http_server in ("", "none") else args.compare_http_server,
+
         duration=1.0 if quick else args.duration, ceiling_duration=0.3 if quick else 1.0,
         batch_sizes="1,32" if quick else args.batch_sizes, provider=args.provider,
         threads=len(server_cpus) if server_cpus else os.cpu_count() or 1,
         server_cpus=server_cpus, client_cpus=client_cpus, baseline=not args.no_baseline,
         paired_rounds=0 if quick else args.paired_rounds,
         out=Path(args.out or f"reports/bench-{time.strftime('%Y%m%d-%H%M%S')}"))
+    cfg.server_env = {"MODELSERVE_INTRA_OP_THREADS": str(cfg.threads),
+                      "MODELSERVE_PROVIDERS": cfg.provider, "MODELSERVE_ACCESS_LOG": "false",
+                      "MODELSERVE_LOG_LEVEL": "warning"}
+    return cfg
 
 
 def run(args: Namespace) -> int:

@@ -30,7 +30,7 @@ from typing import Any
 from loadtest import bench_requests, grpc_client
 from loadtest.bench_measure import Row, Sample, http_coro, row, sample
 from loadtest.bodies import DIGIT_PAYLOADS
-from loadtest.server_process import ChildProcess, free_port, grpc_ready
+from loadtest.server_process import ChildProcess, free_port, grpc_ready, modelserve_server
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class Probe:
 
     protocol: str  # the row's label: rest, naive, bare-asgi, grpc-v2, bare-grpc-infer, ...
     payload: str  # ints, floats (JSON); tensor_content, contents, raw (gRPC)
-    process: str  # modelserve, naive, bare-asgi, bare-rsgi, bare-grpc
+    process: str  # modelserve, modelserve@<other HTTP server>, naive, bare-asgi, bare-rsgi, ...
     served_as: str  # the protocol whose requests it sends (rest, grpc-v2, ...)
 
 
@@ -51,16 +51,20 @@ GRPC_LIMITS = {"grpc-tfserving": "bare-grpc-predict", "grpc-v2": "bare-grpc-infe
 HTTP_LIMITS = ("bare-asgi", "bare-rsgi")
 
 
-def probes(protocols: list[str], *, naive: bool, limits: bool, rsgi: bool) -> list[Probe]:
-    """Every point, each served path right after the paths it is compared with."""
+def probes(protocols: list[str], *, naive: bool, limits: bool, rsgi: bool,
+           other_http: str = "") -> list[Probe]:
+    """Every point, each served path right after the paths it is compared with; with
+    ``other_http``, each REST path also on a second server running that HTTP server."""
     out: list[Probe] = []
     for payload in DIGIT_PAYLOADS:
         if naive:
             out.append(Probe("naive", payload, "naive", "rest"))
         if limits:
             out += [Probe(p, payload, p, "rest") for p in HTTP_LIMITS if rsgi or p == "bare-asgi"]
-        out += [Probe(p, payload, "modelserve", p) for p in bench_requests.HTTP_PROTOCOLS
-                if p in protocols]
+        for p in [p for p in bench_requests.HTTP_PROTOCOLS if p in protocols]:
+            out.append(Probe(p, payload, "modelserve", p))
+            if other_http:
+                out.append(Probe(f"{p}@{other_http}", payload, f"modelserve@{other_http}", p))
     for protocol, limit in GRPC_LIMITS.items():
         if protocol not in protocols:
             continue
@@ -87,11 +91,25 @@ def model_file(repository: Path) -> Path:
     return version_dir / read_manifest(version_dir).model_file
 
 
+def start_other_server(stack: ExitStack, cfg: Namespace, name: str) -> Running:
+    """modelserve again, REST only, on the HTTP server named after the "@"."""
+    port = free_port()
+    server = modelserve_server(cfg.repository, port, -1, cpus=cfg.server_cpus,
+                               log_path=cfg.out / f"server-{name}.log",
+                               env={**cfg.server_env, "MODELSERVE_HTTP_SERVER":
+                                    name.split("@", 1)[1]})
+    stack.enter_context(server.start(timeout_s=120))
+    return Running(server, http_port=port)
+
+
 def start_limits(stack: ExitStack, cfg: Namespace, names: set[str]) -> dict[str, Running]:
-    """Start the naive app and the bare limits that ``names`` asks for."""
+    """Start the naive app, the bare limits and the other server that ``names`` ask for."""
     common = ["--model", str(model_file(cfg.repository)), "--threads", str(cfg.threads)]
     running = {}
     for name in sorted(names):
+        if name.startswith("modelserve@"):
+            running[name] = start_other_server(stack, cfg, name)
+            continue
         port = free_port()
         module = {"naive": "loadtest.baseline_app", "bare-grpc": "loadtest.bare_grpc"}.get(
             name, "loadtest.bare_http")
@@ -130,7 +148,8 @@ def _coro(probe: Probe, target: Running, requests: list[Any], conc: int,
 def compare(cfg: Namespace, server: ChildProcess, http_port: int, grpc_port: int) -> list[Row]:
     """Start the naive app and the limits, measure every probe in ``cfg.rounds`` rounds."""
     rsgi = importlib.util.find_spec("granian") is not None
-    points = probes(cfg.protocols, naive=cfg.baseline, limits=cfg.limits, rsgi=rsgi)
+    points = probes(cfg.protocols, naive=cfg.baseline, limits=cfg.limits, rsgi=rsgi,
+                    other_http=cfg.compare_http_server)
     samples: dict[tuple[str, str, str, int], list[Sample]] = {}
     with ExitStack() as stack:
         running = start_limits(stack, cfg, {p.process for p in points} - {"modelserve"})

@@ -56,6 +56,9 @@ class Row:
     payload: str = ""
     rounds: list[float] = field(default_factory=list)  # items/s of each sample
     client_bound: bool = False
+    # Server CPU per answered item: what the request costs whatever the machine's load
+    # (throughput on a shared machine also measures how often the server got a CPU).
+    server_us_per_item: float = float("nan")
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -98,15 +101,19 @@ def row(label: tuple[str, str, str, int], samples: Sequence[Sample]) -> Row:
     rates = [len(s.measurement.latencies_ns) / s.measurement.window_s for s in samples]
     client = statistics.fmean(s.client_cores for s in samples)
     errors = [e for s in samples for e in s.measurement.error_samples]
+    completed = sum(s.measurement.completed for s in samples)
+    server_cpu = sum(s.server_cores * s.wall_s for s in samples)
     out = Row(model, protocol, concurrency, statistics.fmean(rates),
               percentile(latencies, 0.50), percentile(latencies, 0.95),
               percentile(latencies, 0.99), sum(s.measurement.errors for s in samples),
               client, statistics.fmean(s.server_cores for s in samples),
               "; ".join(errors[:3]), payload, rates,
-              any(s.client_cores >= CLIENT_BOUND_SHARE * client_cpus() for s in samples))
-    log.info("%-6s %-18s %-14s c=%-3d %8.1f items/s p50 %.2f p99 %.2f ms errors %d%s", model,
-             protocol, payload, concurrency, out.items_per_s, out.p50_ms, out.p99_ms,
-             out.errors, " CLIENT-BOUND" if out.client_bound else "")
+              any(s.client_cores >= CLIENT_BOUND_SHARE * client_cpus() for s in samples),
+              1e6 * server_cpu / completed if completed else float("nan"))
+    log.info("%-6s %-18s %-14s c=%-3d %8.1f items/s p50 %.2f p99 %.2f ms %.0f us/item "
+             "errors %d%s", model, protocol, payload, concurrency, out.items_per_s, out.p50_ms,
+             out.p99_ms, out.server_us_per_item, out.errors,
+             " CLIENT-BOUND" if out.client_bound else "")
     return out
 
 

@@ -37,11 +37,19 @@ def _row(rows: list[dict], model: str, protocol: str, conc: int | None = None,
 
 
 def _target(name: str, value: float | None, limit: str, ok: bool | None,
-            *rows: dict | None) -> dict[str, Any]:
+            *rows: dict | None, per_cpu: bool = False) -> dict[str, Any]:
+    """``per_cpu``: the rows are (a, b) of a throughput ratio a / b; the same ratio read
+    from server CPU per item (b's / a's) is added: on a shared machine throughput also
+    measures how often each server got a CPU, the CPU an item costs does not."""
     bound = [f"{r['protocol']} {r.get('payload', '')}".strip() for r in rows
              if r and r.get("client_bound")]
     note = f"client-bound: {', '.join(bound)}" if bound else ""
-    return {"target": name, "value": value, "limit": limit, "pass": ok, "note": note}
+    out = {"target": name, "value": value, "limit": limit, "pass": ok, "note": note}
+    a, b = (*rows, None, None)[:2]
+    if per_cpu and a and b and a.get("server_us_per_item", 0) > 0:
+        out["by_cpu"] = round(b.get("server_us_per_item", float("nan"))
+                              / a["server_us_per_item"], 3)
+    return out
 
 
 def targets(results: dict) -> list[dict]:
@@ -57,6 +65,7 @@ def targets(results: dict) -> list[dict]:
         out += _naive_targets(digit, top)
         out += _limit_targets(digit, top, http_limit)
         out += _latency_targets(digit, top, http_limit)
+        out += _http_server_comparison(digit, top)
     out += _image_target(results)
     out += _idle_latency(rows, results["ceiling"])
     return out
@@ -84,7 +93,7 @@ def _naive_targets(rows: list[dict], top: int) -> list[dict]:
         out.append(_target(f"task endpoint {payload} / naive FastAPI {payload}, c={top}, worst "
                            f"of {rounds} rounds (mean {_ratio(rest, naive):.2f})",
                            round(worst, 2), f">= {NAIVE_RATIO} in every round",
-                           worst >= NAIVE_RATIO, rest, naive))
+                           worst >= NAIVE_RATIO, rest, naive, per_cpu=True))
     return out
 
 
@@ -99,14 +108,15 @@ def _limit_targets(rows: list[dict], top: int, http_limit: str) -> list[dict]:
             out.append(_target(f"task endpoint floats / {limit} floats, c={top}"
                                + ("" if ours else " (another server's limit)"),
                                round(ratio, 3), f">= {BARE_HTTP_SHARE}" if ours else "reported",
-                               ratio >= BARE_HTTP_SHARE if ours else None, rest, bare))
+                               ratio >= BARE_HTTP_SHARE if ours else None, rest, bare,
+                               per_cpu=True))
     for protocol in ("tfserving", "v2"):
         served = _row(rows, "digit", protocol, top, "floats")
         ratio = _ratio(served, rest)
         if ratio is not None:
             out.append(_target(f"{protocol} REST floats / task endpoint floats, c={top}",
                                round(ratio, 3), f">= {TENSOR_SHARE}", ratio >= TENSOR_SHARE,
-                               served, rest))
+                               served, rest, per_cpu=True))
     for protocol, limit in GRPC_LIMITS.items():
         for served in [r for r in rows if r["protocol"] == protocol and r["concurrency"] == top]:
             if protocol == "grpc-stream":
@@ -114,13 +124,13 @@ def _limit_targets(rows: list[dict], top: int, http_limit: str) -> list[dict]:
                 if ratio is not None:
                     out.append(_target(f"ModelStreamInfer {top} streams / task endpoint floats "
                                        f"c={top}", round(ratio, 3), ">= 1.0", ratio >= 1.0,
-                                       served, rest))
+                                       served, rest, per_cpu=True))
             bare = _row(rows, "digit", limit, top, served["payload"])
             ratio = _ratio(served, bare)
             if ratio is not None:
                 out.append(_target(f"{protocol} {served['payload']} / {limit}, c={top}",
                                    round(ratio, 3), f">= {GRPC_SHARE}", ratio >= GRPC_SHARE,
-                                   served, bare))
+                                   served, bare, per_cpu=True))
     return out
 
 
@@ -146,6 +156,26 @@ def _latency_targets(rows: list[dict], top: int, http_limit: str) -> list[dict]:
             out.append(_target(f"p99 c={top} {r['protocol']} {r['payload']} (ms) vs naive "
                                f"{payload}", round(r["p99_ms"], 2), f"< {naive['p99_ms']:.2f}",
                                r["p99_ms"] < naive["p99_ms"], r, naive))
+    return out
+
+
+def _http_server_comparison(rows: list[dict], top: int) -> list[dict]:
+    """The same REST paths on the other HTTP server (bench --compare-http-server), read
+    as other / ours: throughput at the top concurrency (worst round too), p50 at c=1."""
+    out = []
+    for other in [r for r in rows if "@" in r["protocol"] and r["concurrency"] == top]:
+        ours = _row(rows, "digit", other["protocol"].split("@")[0], top, other["payload"])
+        if ours and ours["items_per_s"]:
+            out.append(_target(f"{other['protocol']} {other['payload']} / ours, c={top} "
+                               f"(worst round {_worst_round(other, ours):.2f})",
+                               round(other["items_per_s"] / ours["items_per_s"], 3),
+                               "reported", None, other, ours, per_cpu=True))
+    for other in [r for r in rows if "@" in r["protocol"] and r["concurrency"] == 1]:
+        ours = _row(rows, "digit", other["protocol"].split("@")[0], 1, other["payload"])
+        if ours:
+            out.append(_target(f"{other['protocol']} {other['payload']} p50 c=1 (ms) vs ours "
+                               f"{ours['p50_ms']:.3f}", round(other["p50_ms"], 3), "reported",
+                               None, other, ours))
     return out
 
 

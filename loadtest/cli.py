@@ -62,6 +62,8 @@ def _register_loadtest(subparsers: Any) -> None:
 
 
 def _register_bench(subparsers: Any) -> None:
+    from serving.config import Settings
+
     p = subparsers.add_parser("bench", help="raw ONNX Runtime ceiling vs served, per protocol",
                               description="Measure the in-process ONNX Runtime ceiling per model "
                               "and batch size, then the served throughput and latency per "
@@ -80,6 +82,14 @@ def _register_bench(subparsers: Any) -> None:
     p.add_argument("--no-limits", action="store_true",
                    help="skip the bare-stack limits (bare ASGI/RSGI, bare grpc.aio)")
     p.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
+    default_http = Settings.model_fields["http_server"].default
+    other_http = "uvicorn" if default_http == "granian" else "granian"
+    p.add_argument("--http-server", choices=["granian", "uvicorn"], default=default_http,
+                   help=f"the server's HTTP server (default {default_http}, the server's)")
+    p.add_argument("--compare-http-server", default=other_http,
+                   choices=["granian", "uvicorn", "none"],
+                   help="also measure the digit REST paths on a second server running this "
+                        f"HTTP server, in the same rounds (default {other_http})")
     p.add_argument("--batch-sizes", default="1,8,32,64")
     p.add_argument("--provider", choices=["cpu", "cuda", "auto"], default="cpu")
     p.add_argument("--no-baseline", action="store_true", help="skip the naive FastAPI app")

@@ -39,6 +39,7 @@ async def _stream(call, requests: Sequence[bytes], start_ns: int, stop_ns: int,
             result.error(f"{exc.code().name}: {exc.details()}")
             continue
         done = time.perf_counter_ns()
+        result.completed += 1
         if start_ns <= done <= stop_ns:
             result.latencies_ns.append(done - sent)
         if not result.first_body:
@@ -60,6 +61,7 @@ async def _ping_pong(open_stream, requests: Sequence[bytes], start_ns: int, stop
             if answer is grpc.aio.EOF:
                 result.error("the server closed the stream")
                 return
+            result.completed += 1
             if start_ns <= done <= stop_ns:
                 result.latencies_ns.append(done - sent)
             if not result.first_body:

@@ -97,10 +97,10 @@ async def test_bare_asgi_answers_like_the_task_endpoint(model: OrtModel):
 
 
 def _row(protocol: str, payload: str, conc: int, rounds: list[float], *, p50: float = 1.0,
-         p99: float = 10.0, client_bound: bool = False) -> dict:
+         p99: float = 10.0, client_bound: bool = False, us: float = 100.0) -> dict:
     return {"model": "digit", "protocol": protocol, "payload": payload, "concurrency": conc,
             "items_per_s": sum(rounds) / len(rounds), "rounds": rounds, "p50_ms": p50,
-            "p99_ms": p99, "client_bound": client_bound}
+            "p99_ms": p99, "client_bound": client_bound, "server_us_per_item": us}
 
 
 def _results(rows: list[dict], http_server: str = "uvicorn") -> dict:
@@ -123,7 +123,8 @@ def test_naive_ratio_must_hold_in_every_round():
 
 
 def test_each_path_is_read_against_its_own_limit():
-    rows = [_row("rest", "floats", 64, [3000]), _row("bare-asgi", "floats", 64, [3400]),
+    rows = [_row("rest", "floats", 64, [3000], us=200.0),
+            _row("bare-asgi", "floats", 64, [3400], us=150.0),
             _row("bare-rsgi", "floats", 64, [6000]), _row("v2", "floats", 64, [2600]),
             _row("grpc-v2", "raw", 64, [1800]), _row("bare-grpc-infer", "raw", 64, [2100]),
             _row("grpc-v2", "contents", 64, [1700], client_bound=True),
@@ -131,6 +132,8 @@ def test_each_path_is_read_against_its_own_limit():
             _row("grpc-stream", "raw", 64, [3100]), _row("bare-grpc-stream", "raw", 64, [3500])]
     under_uvicorn = _verdicts(_results(rows))
     assert under_uvicorn["task endpoint floats / bare-asgi floats, c=64"][:2] == (0.882, True)
+    by_cpu = {t["target"]: t.get("by_cpu") for t in bench_targets.targets(_results(rows))}
+    assert by_cpu["task endpoint floats / bare-asgi floats, c=64"] == 0.75  # 150 / 200 µs
     assert under_uvicorn["task endpoint floats / bare-rsgi floats, c=64 (another server's "
                          "limit)"][1] is None
     assert under_uvicorn["v2 REST floats / task endpoint floats, c=64"][:2] == (0.867, False)
