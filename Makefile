@@ -8,16 +8,19 @@ RUNTIME ?= cpu
 MODELS ?= models
 HTTP_PORT ?= 8000
 GRPC_PORT ?= 8500
+# make serve watches the repository: models published while it runs are loaded.
+REPOSITORY_POLL_S ?= 2
 PYTEST_ARGS ?=
 # e.g. LOADTEST_ARGS="-u 32 -t 60 --shape step --max-p99-ms 200", BENCH_ARGS="--quick"
 LOADTEST_ARGS ?=
 BENCH_ARGS ?=
 
 STAMP := $(VENV)/.stamp
-.PHONY: help setup serve models test test-fast test-heavy lint data loadtest bench clean image image-gpu image-offline k8s-validate deploy-tools container-tools
+.PHONY: help setup serve models test test-fast test-heavy lint data browser loadtest bench clean image image-gpu image-offline k8s-validate deploy-tools container-tools
 
 help:
 	@echo "make serve   set up, build the default models if $(MODELS)/ is empty, and serve them"
+	@echo "             (digit and text first; the image model trains in the background)"
 	@echo "make test    install what the tests need and run the whole suite"
 	@echo "make models  (re)build the default models into $(MODELS)/ (adds a new version)"
 	@echo "make loadtest / make bench   load test and side-by-side benchmark"
@@ -87,12 +90,29 @@ $(MODELS)/.built: | $(STAMP)-serve
 	fi
 	@mkdir -p $(MODELS) && touch $@
 
-serve: setup $(MODELS)/.built
-	$(BIN)/modelserve serve --model-repository $(MODELS) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT)
+# The first run answers early: digit and text are built, then served while the image model
+# trains in the background (its data installed there too); see scripts/serve.sh.
+serve: $(STAMP)-serve
+	@BIN=$(BIN) MODELS=$(MODELS) HTTP_PORT=$(HTTP_PORT) GRPC_PORT=$(GRPC_PORT) \
+		REPOSITORY_POLL_S=$(REPOSITORY_POLL_S) MAKE="$(MAKE)" bash scripts/serve.sh
+
+# Headless Chromium and its driver (Debian's) for the playground's browser tests, with
+# apt-get as root; elsewhere those tests skip and say why. A failed install as root fails.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium and chromium-driver (the playground's browser tests)"; \
+		(apt-get -o DPkg::Lock::Timeout=300 install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+		 (apt-get update -q >/dev/null 2>&1 && \
+		  apt-get -o DPkg::Lock::Timeout=300 install -y -q chromium chromium-driver >/dev/null)) || \
+		{ echo "make browser: could not install chromium and chromium-driver" >&2; exit 1; }; \
+	else \
+		echo "chromium is not installed and this is not root: the browser tests will be skipped"; \
+	fi
 
 # Lint first (seconds), then every test; pytest's -ra (pyproject.toml) ends the run with
 # the list of skipped tests and why. docs/testing.md says what runs where.
-test: $(STAMP)-test lint data deploy-tools container-tools
+test: $(STAMP)-test lint data deploy-tools container-tools browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)-test lint

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 DEFAULT_URLS = {"rest": "http://127.0.0.1:8000", "grpc": "127.0.0.1:8500"}
 NUMBER_SUFFIXES = (".npy", ".json", ".txt", ".csv")
+# Libraries that log every request at INFO (httpx: "HTTP Request: POST ..."): their lines
+# would land in the table a command prints. `--log-level debug` still shows them.
+CHATTY_LOGGERS = ("httpx", "httpcore", "grpc")
 
 
 def _connection_args(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +48,14 @@ def register(subparsers: Any) -> None:
     models.set_defaults(func=run_models)
 
 
+def _quiet_libraries() -> None:
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _client(args: argparse.Namespace) -> Any:
+    _quiet_libraries()
     client_class: Any
     if args.transport == "grpc":
         from clients.grpc import Client as client_class

@@ -18,6 +18,8 @@ the batch fails with InferenceFailed naming the mismatch. If a merged batch rais
 each item is retried alone so one bad item fails only its own request. Deadlines
 and cancelled callers remove items from the queue before they use compute; results
 are only set on futures that are not done (a disconnected caller's is cancelled).
+A model without a batch dimension (``batch_dim=False``) runs each request alone, as
+one row, its tensors as given.
 """
 
 from __future__ import annotations
@@ -81,12 +83,14 @@ class Batcher:
                  max_queue_delay_s: float, max_queue_size: int,
                  executor: concurrent.futures.Executor,
                  observer: BatchObserver | None = None, max_concurrent_batches: int = 1,
-                 inline: bool = False) -> None:
+                 inline: bool = False, batch_dim: bool = True) -> None:
         if max_batch_size < 1 or max_queue_size < 1 or max_concurrent_batches < 1:
             raise ValueError("batch size, queue size and concurrency must be at least 1")
         self.run_batch = run_batch
         self.name = name
-        self.max_batch_size = max_batch_size
+        # No batch dimension: nothing to merge along, each request is one row.
+        self.batch_dim = batch_dim
+        self.max_batch_size = max_batch_size if batch_dim else 1
         self.max_queue_delay_s = max(0.0, max_queue_delay_s)
         self.max_queue_size = max_queue_size
         self.executor = executor
@@ -156,6 +160,8 @@ class Batcher:
     def _check(self, inputs: Arrays) -> tuple[int, tuple[tuple[str, str, tuple[int, ...]], ...]]:
         if not inputs:
             raise InvalidInput("no inputs given")
+        if not self.batch_dim:
+            return 1, tuple(sorted((k, a.dtype.str, a.shape) for k, a in inputs.items()))
         sizes = {a.shape[0] if a.ndim else 0 for a in inputs.values()}
         if len(sizes) != 1 or (rows := sizes.pop()) < 1:
             shapes = {k: list(a.shape) for k, a in inputs.items()}
@@ -340,6 +346,8 @@ class Batcher:
             feeds = {k: np.concatenate([i.inputs[k] for i in items]) for k in items[0].inputs}
         rows = sum(i.rows for i in items)
         outputs = self.run_batch(feeds)
+        if not self.batch_dim:
+            return [outputs]
         wrong = {k: list(np.shape(v)) for k, v in outputs.items()
                  if np.ndim(v) == 0 or np.shape(v)[0] != rows}
         if wrong or not outputs:

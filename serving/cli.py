@@ -17,6 +17,7 @@ OWN_PACKAGES = {"training", "serving", "clients", "loadtest"}
 # Order is the order of `modelserve --help`.
 COMMAND_MODULES = (
     "training.cli",  # train, export, build-models, evaluate
+    "training.importing.cli",  # import
     "serving.server_cli",  # serve
     "clients.cli",  # predict, models
     "loadtest.cli",  # loadtest, bench

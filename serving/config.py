@@ -135,6 +135,14 @@ class Settings(BaseSettings):
                                        description="file with one API key per line")
     open_health_and_metrics: bool = Field(
         default=True, description="health and /metrics need no key")
+    open_pages: bool = Field(
+        default=True,
+        description="the playground (/, with its live view) and the API docs (/docs) load "
+                    "without a key; the calls they make still need one (the playground asks "
+                    "for it)")
+
+    # The playground: try the models in a browser (docs/playground.md).
+    playground: bool = Field(default=True, description="serve the playground page at /")
     cors_origins: list[str] = Field(
         default_factory=list, description="allowed CORS origins (CORS off when empty)")
 

@@ -53,7 +53,7 @@ def _version_string() -> str:
 
 
 def validate_tensor(spec: TensorSpec, arr: np.ndarray) -> None:
-    """Shape (−1 = any, the batch first), dtype and finiteness of one input."""
+    """Shape (−1 = any size >= 1; the batch first), dtype and finiteness of one input."""
     if arr.dtype != np.dtype(spec.dtype):
         raise InvalidInput(f"input {spec.name!r} must be {spec.dtype}, got {arr.dtype}")
     if arr.ndim != len(spec.shape) or any(
@@ -61,10 +61,32 @@ def validate_tensor(spec: TensorSpec, arr: np.ndarray) -> None:
     ):
         raise InvalidInput(f"input {spec.name!r} must have shape {spec.shape} "
                            f"(-1 = any), got {list(arr.shape)}")
-    if arr.ndim == 0 or arr.shape[0] < 1:
+    if spec.batched and arr.shape[0] < 1:
         raise InvalidInput(f"input {spec.name!r} needs at least one item in its batch dimension")
+    if 0 in arr.shape:
+        raise InvalidInput(f"input {spec.name!r} has an empty dimension: {list(arr.shape)}")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise InvalidInput(f"input {spec.name!r} contains NaN or infinity")
+
+
+def as_text(spec: TensorSpec, arr: np.ndarray) -> np.ndarray:
+    """A string tensor's elements as str: ONNX Runtime reads bytes as their repr."""
+    if arr.dtype.kind != "O" or all(isinstance(v, str) for v in arr.flat):
+        return arr
+    out = np.empty(arr.shape, dtype=object)
+    flat = out.reshape(-1)
+    for i, value in enumerate(arr.flat):
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            try:
+                value = bytes(value).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInput(f"input {spec.name!r}: element {i} is not UTF-8 text, "
+                                   f"which a string tensor needs") from exc
+        elif not isinstance(value, str):
+            raise InvalidInput(f"input {spec.name!r}: element {i} is "
+                               f"{type(value).__name__}, not a string")
+        flat[i] = value
+    return out
 
 
 Feeds = Callable[["ServedModel"], Awaitable[dict[str, np.ndarray]]]
@@ -73,8 +95,7 @@ Feeds = Callable[["ServedModel"], Awaitable[dict[str, np.ndarray]]]
 def _validated(inputs: dict[str, np.ndarray]) -> Feeds:
     """Raw tensors, checked against whichever version runs them."""
     async def feeds(served: ServedModel) -> dict[str, np.ndarray]:
-        validate_inputs(served.manifest, inputs)
-        return inputs
+        return validate_inputs(served.manifest, inputs)
     return feeds
 
 
@@ -90,7 +111,9 @@ def _same_signature(a: ServedModel, b: ServedModel) -> bool:
         (b.manifest.task, b.manifest.inputs, b.manifest.outputs)
 
 
-def validate_inputs(manifest: Manifest, inputs: dict[str, np.ndarray]) -> None:
+def validate_inputs(manifest: Manifest, inputs: dict[str, np.ndarray]
+                    ) -> dict[str, np.ndarray]:
+    """The inputs, checked against the manifest (string tensors' elements made text)."""
     expected = {spec.name for spec in manifest.inputs}
     unknown = sorted(set(inputs) - expected)
     missing = sorted(expected - set(inputs))
@@ -99,9 +122,11 @@ def validate_inputs(manifest: Manifest, inputs: dict[str, np.ndarray]) -> None:
                            f"unknown: {unknown}, missing: {missing}")
     for spec in manifest.inputs:
         validate_tensor(spec, inputs[spec.name])
-    sizes = {arr.shape[0] for arr in inputs.values()}
-    if len(sizes) > 1:
-        raise InvalidInput(f"inputs disagree on the batch size: {sorted(sizes)}")
+    if manifest.batched:
+        sizes = {arr.shape[0] for arr in inputs.values()}
+        if len(sizes) > 1:
+            raise InvalidInput(f"inputs disagree on the batch size: {sorted(sizes)}")
+    return {spec.name: as_text(spec, inputs[spec.name]) for spec in manifest.inputs}
 
 
 class DataPlane:
@@ -240,6 +265,7 @@ class DataPlane:
             served, outputs = await self._infer_current(served, version, _prepared(prepare),
                                                         self.deadline(deadline))
             manifest = served.manifest
+            assert manifest.postprocessing is not None  # a task's manifest has it (validated)
             probs = tasks.probabilities(manifest, outputs[manifest.postprocessing.output])
             result = TaskResult(served.name, served.version,
                                 tasks.to_predictions(manifest, probs, top_k))

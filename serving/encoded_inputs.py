@@ -4,6 +4,8 @@ TF Serving, Triton and KServe users send images to image models as strings/BYTES
 encoded file), and text to text models as strings. Such a tensor given for a numeric
 model input goes through the model's codec (the same one the task endpoints use), one
 item per element of the batch dimension. Shared by gRPC (both protocols) and REST v2.
+A generic model (no task, no codec) takes its tensors as sent: strings only where its
+input is a string tensor, which the dataplane checks.
 """
 
 from __future__ import annotations
@@ -47,11 +49,13 @@ def _decode(served: ServedModel, items: list[bytes]) -> np.ndarray:
 async def decode_string_inputs(served: ServedModel,
                                inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Replace string tensors given for numeric inputs by the codec's model tensors."""
+    if served.codec is None:
+        return inputs
     specs = {spec.name: spec for spec in served.manifest.inputs}
     out = dict(inputs)
     for name, arr in inputs.items():
         spec = specs.get(name)
-        if arr.dtype.kind != "O" or spec is None:
+        if arr.dtype.kind != "O" or spec is None or spec.dtype == "object":
             continue  # unknown names and numeric tensors are the dataplane's to validate
         items = _items(name, arr)
         if sum(len(b) for b in items) > _THREAD_DECODE_BYTES:

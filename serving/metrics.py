@@ -4,15 +4,21 @@ One ``Metrics`` object per app, each with its own CollectorRegistry (tests build
 many). With several worker processes, set ``PROMETHEUS_MULTIPROC_DIR`` to an empty
 directory before the workers start: each process then writes its values there and
 ``render`` merges them (gauges say how: queue depth sums over live workers).
+
+``Metrics.live`` keeps the last minute per model in memory for the playground's
+live view (``LiveWindow``: one slot per second, a few increments per event).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -68,7 +74,8 @@ class Metrics:
         self.queue_depth = Gauge("queue_depth", "Rows waiting in the batch queue",
                                  ["model", "version"], namespace=ns, registry=reg,
                                  multiprocess_mode="livesum")
-        self._request_children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+        self._request_children: dict[tuple[str, str, str, str], tuple[Any, Any, LiveModel]] = {}
+        self.live = LiveWindow()
         self.model_loaded = Gauge("model_loaded", "1 when the model version is serving",
                                   ["model", "version"], namespace=ns, registry=reg,
                                   multiprocess_mode="livemax")
@@ -82,10 +89,15 @@ class Metrics:
         children = self._request_children.get(key)
         if children is None:
             children = (self.requests.labels(model, version, protocol, status),
-                        self.request_latency.labels(model, version, protocol))
+                        self.request_latency.labels(model, version, protocol),
+                        self.live.model(model))
             self._request_children[key] = children
         children[0].inc()
         children[1].observe(latency_s)
+        live = children[2]
+        if version:
+            live.version = version
+        live.request(status == "OK", latency_s)
 
     def set_model_loaded(self, model: str, version: int, loaded: bool) -> None:
         self.model_loaded.labels(model, str(version)).set(1 if loaded else 0)
@@ -116,12 +128,155 @@ class BatchMetrics:
         self._queue = metrics.queue_time.labels(model, version)
         self._compute = metrics.compute_time.labels(model, version)
         self._size = metrics.batch_size.labels(model, version)
+        self._live = metrics.live.model(model)
+        self._live.version = version
 
     def queue_depth(self, rows: int) -> None:
         self._depth.set(rows)
+        self._live.queue_depth(rows)
 
     def batch_done(self, size: int, queue_s: Sequence[float], compute_s: float) -> None:
         self._size.observe(size)
+        self._live.batch(size)
         self._compute.observe(compute_s)
         for waited in queue_s:
             self._queue.observe(waited)
+
+
+# Live view: latency buckets 0.05 ms .. ~40 s, 25% apart (percentiles to within a bucket).
+LIVE_LATENCY_EDGES_S = tuple(0.00005 * 1.25 ** i for i in range(62))
+LIVE_SECONDS = 60
+
+
+class _Second:
+    """What one model did during one wall-clock second."""
+
+    __slots__ = ("batch_sizes", "errors", "latency", "queue_max", "requests", "second")
+
+    def __init__(self, second: int) -> None:
+        self.second = second
+        self.requests = 0
+        self.errors = 0
+        self.latency = [0] * (len(LIVE_LATENCY_EDGES_S) + 1)
+        self.batch_sizes: dict[int, int] = {}
+        self.queue_max = 0
+
+
+class LiveModel:
+    """One model's last ``seconds`` seconds, a ring of per-second slots.
+
+    Called on the event loop only (requests and batches finish there), so no lock."""
+
+    def __init__(self, seconds: int, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._slots = [_Second(-1) for _ in range(seconds)]
+        self.version = ""
+        self.queue_now = 0
+
+    def _slot(self) -> _Second:
+        now = int(self._clock())
+        slot = self._slots[now % len(self._slots)]
+        if slot.second != now:
+            slot = self._slots[now % len(self._slots)] = _Second(now)
+        return slot
+
+    def request(self, ok: bool, latency_s: float) -> None:
+        slot = self._slot()
+        slot.requests += 1
+        if not ok:
+            slot.errors += 1
+        slot.latency[bisect_left(LIVE_LATENCY_EDGES_S, latency_s)] += 1
+
+    def batch(self, size: int) -> None:
+        sizes = self._slot().batch_sizes
+        sizes[size] = sizes.get(size, 0) + 1
+
+    def queue_depth(self, rows: int) -> None:
+        self.queue_now = rows
+        if rows:  # an empty queue raises no maximum: skip the slot (most calls when idle)
+            slot = self._slot()
+            if rows > slot.queue_max:
+                slot.queue_max = rows
+
+    def snapshot(self) -> dict[str, Any]:
+        """Per second, oldest first, and the whole window summed."""
+        now = int(self._clock())
+        n = len(self._slots)
+        slots = [slot if slot.second == second else None  # None: nothing that second
+                 for second in range(now - n + 1, now + 1)
+                 for slot in (self._slots[second % n],)]
+        # Percentiles for every second at once: the histograms as one (n, buckets) array.
+        latency = np.array([_NO_LATENCY if slot is None else slot.latency for slot in slots],
+                           dtype=np.int64)
+        p50, p99 = (_percentiles_ms(latency, q) for q in (0.50, 0.99))
+        seconds = [_IDLE if slot is None else _second_stats(slot, a, b)
+                   for slot, a, b in zip(slots, p50, p99, strict=True)]
+        total = _Second(now)
+        for slot in slots:
+            if slot is not None:
+                _add(total, slot)
+        whole = latency.sum(axis=0, keepdims=True)
+        window = _second_stats(total, _percentiles_ms(whole, 0.50)[0],
+                               _percentiles_ms(whole, 0.99)[0])
+        return {"version": self.version, "queue_depth": self.queue_now, "seconds": seconds,
+                "window": window | {
+                    "requests_per_s": round(total.requests / n, 3),
+                    "batch_sizes": {str(k): v for k, v in sorted(total.batch_sizes.items())}}}
+
+
+def _add(total: _Second, slot: _Second) -> None:
+    total.requests += slot.requests
+    total.errors += slot.errors
+    for size, count in slot.batch_sizes.items():
+        total.batch_sizes[size] = total.batch_sizes.get(size, 0) + count
+    total.queue_max = max(total.queue_max, slot.queue_max)
+
+
+def _second_stats(slot: _Second, p50: float | None, p99: float | None) -> dict[str, Any]:
+    batches = sum(slot.batch_sizes.values())
+    rows = sum(size * count for size, count in slot.batch_sizes.items())
+    return {"requests": slot.requests, "errors": slot.errors, "p50_ms": p50, "p99_ms": p99,
+            "batches": batches, "mean_batch": round(rows / batches, 2) if batches else None,
+            "max_batch": max(slot.batch_sizes, default=None), "queue_max": slot.queue_max}
+
+
+_NO_LATENCY = [0] * (len(LIVE_LATENCY_EDGES_S) + 1)
+_IDLE: dict[str, Any] = {"requests": 0, "errors": 0, "p50_ms": None, "p99_ms": None,
+                         "batches": 0, "mean_batch": None, "max_batch": None, "queue_max": 0}
+# Bucket i's upper edge in ms; the overflow bucket reports the last edge.
+_EDGES_MS = np.array([*LIVE_LATENCY_EDGES_S, LIVE_LATENCY_EDGES_S[-1]]) * 1000.0
+
+
+def _percentiles_ms(counts: np.ndarray, q: float) -> list[float | None]:
+    """Per row of histograms: the upper edge of the bucket holding the q-th request
+    (None for a row without requests)."""
+    cumulative = counts.cumsum(axis=1)
+    totals = cumulative[:, -1]
+    bucket = (cumulative >= (q * totals)[:, None]).argmax(axis=1)
+    return [round(float(_EDGES_MS[b]), 3) if t else None
+            for b, t in zip(bucket.tolist(), totals.tolist(), strict=True)]
+
+
+class LiveWindow:
+    """The last minute of every model, for the playground's live view (``snapshot``).
+
+    Kept beside the Prometheus series, not derived from them: a rate or a percentile
+    over the last minute needs time buckets that cumulative counters do not have. Each
+    event costs a slot lookup and a few increments. With several worker processes each
+    keeps its own window (the view shows the worker that answered)."""
+
+    def __init__(self, seconds: int = LIVE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._models: dict[str, LiveModel] = {}
+
+    def model(self, name: str) -> LiveModel:
+        live = self._models.get(name)
+        if live is None:
+            live = self._models[name] = LiveModel(self.seconds, self._clock)
+        return live
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"window_s": self.seconds,
+                "models": {name: live.snapshot() for name, live in sorted(self._models.items())}}

@@ -23,6 +23,7 @@ from typing import Any
 
 import uvicorn
 
+from serving.banner import ready_banner
 from serving.config import Settings
 from serving.dataplane import DataPlane
 from serving.metrics import Metrics
@@ -101,6 +102,7 @@ class ServerProcess:
         except RuntimeError as exc:
             raise StartupError(f"cannot serve gRPC on {self.settings.host}:"
                                f"{self.settings.grpc_port}: {exc}") from exc
+        self.app.state.grpc_port = getattr(self.grpc, "port", None)
         http_task = asyncio.create_task(self.http.serve(sockets=self.sockets))
         self._load_task = asyncio.create_task(self._load())
         if self.grpc is not None:
@@ -122,6 +124,8 @@ class ServerProcess:
             return
         logger.info("models loaded in %.2f s; ready=%s", time.perf_counter() - started,
                     self.dataplane.ready())
+        logger.info(ready_banner(self.settings, self.registry, self.app.state.grpc_port,
+                                 self.sockets))
         # Everything loaded so far lives as long as the process: keep it out of the
         # garbage collector's full passes, which otherwise show up as latency spikes.
         gc.collect()

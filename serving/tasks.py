@@ -86,6 +86,7 @@ def encode_texts(codec: TextCodec, texts: Sequence[str]) -> np.ndarray:
 def probabilities(manifest: Manifest, output: np.ndarray) -> np.ndarray:
     """The model's postprocessing output → (n, len(labels)) class probabilities."""
     out = np.asarray(output, dtype=np.float64).reshape(output.shape[0], -1)
+    assert manifest.postprocessing is not None  # a task's manifest has it (validated)
     if manifest.postprocessing.kind == "sigmoid":
         p = out[:, :1]
         return np.concatenate([1.0 - p, p], axis=1)

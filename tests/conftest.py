@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.grpc_servers",
     "tests.fixtures.rest_lanes",
+    "tests.fixtures.browser",
 ]

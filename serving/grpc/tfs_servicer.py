@@ -2,7 +2,8 @@
 
 Wire-compatible with TensorFlow Serving: Predict (tensor_content or typed values,
 strings for encoded images/text), GetModelMetadata (signature_def), Classify and
-Regress (tf.Example inputs through the task codecs), GetModelStatus.
+Regress (tf.Example inputs through the task codecs; task models only), GetModelStatus.
+Each model serves one signature, its manifest's ``signature_name``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from serving.models.registry import ServedModel
 
 PROTOCOL = "grpc"
-SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
 _STATES = get_model_status_pb2.ModelVersionStatus.State
 
@@ -51,16 +51,17 @@ def resolve_version(spec: model_pb2.ModelSpec) -> int | None:
     return None
 
 
-def _check_signature(spec: model_pb2.ModelSpec) -> None:
-    if spec.signature_name not in ("", SIGNATURE):
+def _check_signature(spec: model_pb2.ModelSpec, served: ServedModel) -> None:
+    signature = served.manifest.signature_name
+    if spec.signature_name not in ("", signature):
         raise InvalidInput(f"signature {spec.signature_name!r} not found; "
-                           f"the model serves {SIGNATURE!r}")
+                           f"the model serves {signature!r}")
 
 
-def _answer_spec(name: str, version: int, target: model_pb2.ModelSpec) -> None:
-    target.name = name
+def _answer_spec(served: ServedModel, version: int, target: model_pb2.ModelSpec) -> None:
+    target.name = served.name
     target.version.value = version
-    target.signature_name = SIGNATURE
+    target.signature_name = served.manifest.signature_name
 
 
 def _tensor_info(spec: Any) -> meta_graph_pb2.TensorInfo:
@@ -86,9 +87,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @map_errors
     async def Predict(self, request: predict_pb2.PredictRequest,
                       context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
-        _check_signature(request.model_spec)
         version = resolve_version(request.model_spec)
         served = self.dataplane.model(request.model_spec.name, version)
+        _check_signature(request.model_spec, served)
         inputs = {k: tf_tensors.to_numpy(v, k) for k, v in request.inputs.items()}
         inputs = await decode_string_inputs(served, inputs)
         # The requested version, not served.version: a reload meanwhile is followed.
@@ -96,7 +97,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             served.name, version, inputs, protocol=PROTOCOL,
             deadline=deadline_of(context), output_names=list(request.output_filter) or None)
         response = predict_pb2.PredictResponse()
-        _answer_spec(result.model_name, result.model_version, response.model_spec)
+        _answer_spec(served, result.model_version, response.model_spec)
         for name, array in result.outputs.items():
             response.outputs[name].CopyFrom(tf_tensors.from_numpy(array))
         return response
@@ -113,17 +114,20 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         served = self.dataplane.model(request.model_spec.name,
                                       resolve_version(request.model_spec))
         signatures = get_model_metadata_pb2.SignatureDefMap()
-        signatures.signature_def[SIGNATURE].CopyFrom(signature_def(served))
+        signatures.signature_def[served.manifest.signature_name].CopyFrom(signature_def(served))
         response = get_model_metadata_pb2.GetModelMetadataResponse()
-        _answer_spec(served.name, served.version, response.model_spec)
+        _answer_spec(served, served.version, response.model_spec)
         response.model_spec.signature_name = ""
         response.metadata["signature_def"].Pack(signatures)
         return response
 
     async def _task_items(self, request: Any) -> tuple[ServedModel, list[Any]]:
-        _check_signature(request.model_spec)
         served = self.dataplane.model(request.model_spec.name,
                                       resolve_version(request.model_spec))
+        _check_signature(request.model_spec, served)
+        if served.manifest.task is None:
+            raise InvalidInput(f"model {served.name} is a generic tensor model: Classify and "
+                               f"Regress need a task model; use Predict")
         which = request.input.WhichOneof("kind")
         if which is None:
             raise InvalidInput("input needs example_list or example_list_with_context")
@@ -144,7 +148,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         served, items = await self._task_items(request)
         result = await self._predict_task(served, items, context)
         response = classification_pb2.ClassificationResponse()
-        _answer_spec(result.model_name, result.model_version, response.model_spec)
+        _answer_spec(served, result.model_version, response.model_spec)
         for prediction in result.predictions:
             response.result.classifications.add().classes.extend(
                 classification_pb2.Class(label=label, score=p) for label, p in prediction.top)
@@ -155,13 +159,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                       context: grpc.aio.ServicerContext) -> regression_pb2.RegressionResponse:
         served, items = await self._task_items(request)
         manifest = served.manifest
-        if manifest.postprocessing.kind != "sigmoid":
+        if manifest.postprocessing is None or manifest.postprocessing.kind != "sigmoid":
             raise InvalidInput(f"model {served.name} has {len(manifest.labels)} classes; "
                                f"Regress needs a single-probability (sigmoid) model, "
                                f"use Classify")
         result = await self._predict_task(served, items, context)
         response = regression_pb2.RegressionResponse()
-        _answer_spec(result.model_name, result.model_version, response.model_spec)
+        _answer_spec(served, result.model_version, response.model_spec)
         positive = manifest.labels[1]
         for prediction in result.predictions:
             value = dict(prediction.top)[positive]

@@ -191,7 +191,8 @@ class ModelRegistry:
                                  max_queue_size=config.max_queue_size,
                                  executor=served.executor, observer=observer,
                                  max_concurrent_batches=threads,
-                                 inline=served.max_batch_s * 1000 <= inline_ms)
+                                 inline=served.max_batch_s * 1000 <= inline_ms,
+                                 batch_dim=served.manifest.batched)
         await served.batcher.start()
 
     async def unload_version(self, name: str, version: int,

@@ -39,7 +39,9 @@ CPU = "CPUExecutionProvider"
 _ORT_TYPES = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
     "tensor(int8)": "int8", "tensor(int16)": "int16", "tensor(int32)": "int32",
-    "tensor(int64)": "int64", "tensor(uint8)": "uint8", "tensor(bool)": "bool",
+    "tensor(int64)": "int64", "tensor(uint8)": "uint8", "tensor(uint16)": "uint16",
+    "tensor(uint32)": "uint32", "tensor(uint64)": "uint64", "tensor(bool)": "bool",
+    "tensor(string)": "object",
 }
 
 
@@ -129,6 +131,9 @@ class OrtModel:
                         self.providers)
         self.inputs = [_spec(node) for node in self.session.get_inputs()]
         self.outputs = [_spec(node) for node in self.session.get_outputs()]
+        # Whether the first dim of every tensor is a dynamic batch (the manifest may say
+        # otherwise; the served model sets it from the manifest).
+        self.batched = all(s.shape and s.shape[0] == -1 for s in [*self.inputs, *self.outputs])
         self._output_names = [spec.name for spec in self.outputs]
         self.use_io_binding = self.on_cuda if use_io_binding is None else use_io_binding
         self._device_lock = threading.Lock()
@@ -138,6 +143,8 @@ class OrtModel:
                                    else session_per_bucket)
         # Batch size -> the session that runs batches of exactly that size (warm-up fills it).
         self._bucket_sessions: dict[int, ort.InferenceSession] = {}
+        # Input name -> the shape warm-up runs use (dynamic dims given; the batch -1).
+        self.warmup_shapes: dict[str, list[int]] = {}
         log.info("loaded %s on %s (io_binding=%s, session per batch size=%s)", self.path,
                  self.providers, self.use_io_binding, self.session_per_bucket)
 
@@ -147,8 +154,10 @@ class OrtModel:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch; every output keeps the batch's leading dimension."""
-        rows = _rows(feeds)
-        padded = self._bucket_for(rows)
+        # An unbatched model's first dims are not rows (they may differ between inputs):
+        # it runs as given, never padded, on the session warmed for a batch of 1.
+        rows = _rows(feeds) if self.batched else 1
+        padded = self._bucket_for(rows) if self.batched else None
         if padded is not None and padded > rows:
             feeds = {k: _pad_rows(v, padded) for k, v in feeds.items()}
         session = self._session_for(padded or rows)
@@ -204,12 +213,17 @@ class OrtModel:
         return None  # larger than every bucket: run as is
 
     def example_feeds(self, batch_size: int) -> dict[str, np.ndarray]:
-        """Zeros of each input's dtype and shape (dynamic dims: the batch first, then 1)."""
+        """Zeros (the text "0" for strings) of each input's dtype and shape: a dynamic first
+        dim is the batch, other dynamic dims take ``warmup_shapes`` or 1."""
         feeds = {}
         for spec in self.inputs:
+            given = self.warmup_shapes.get(spec.name, spec.shape)
             shape = [batch_size if i == 0 and d == -1 else (1 if d == -1 else d)
-                     for i, d in enumerate(spec.shape)]
-            feeds[spec.name] = np.zeros(shape, dtype=spec.dtype)
+                     for i, d in enumerate(given)]
+            if spec.dtype == "object":
+                feeds[spec.name] = np.full(shape, "0", dtype=object)  # parses as a number
+            else:
+                feeds[spec.name] = np.zeros(shape, dtype=spec.dtype)
         return feeds
 
     def warmup(self, batch_sizes: Iterable[int]) -> dict[int, float]:

@@ -20,7 +20,15 @@ from serving.batching import Batcher
 from serving.codecs import DigitCodec, ImageCodec, TextCodec
 from serving.config import Settings
 from serving.errors import InferenceFailed, ModelNotReady
-from serving.models.manifest import BatchingConfig, Manifest, TensorSpec, read_manifest, sha256_file
+from serving.models.manifest import (
+    MODEL_FILE,
+    BatchingConfig,
+    Manifest,
+    TensorSpec,
+    has_manifest,
+    read_manifest,
+    sha256_file,
+)
 from serving.models.runtime import OrtModel
 
 log = logging.getLogger(__name__)
@@ -131,13 +139,19 @@ class BatchLimits:
 
 
 def batching_for(manifest: Manifest, settings: Settings) -> BatchLimits:
-    """Per-model batching: config overrides, then the manifest, then global defaults."""
+    """Per-model batching: config overrides, then the manifest, then global defaults.
+
+    A model without a dynamic first dimension on every tensor cannot be batched: each
+    request runs alone (max batch size 1), whatever the settings say.
+    """
     merged: dict[str, Any] = {"max_batch_size": settings.max_batch_size,
                               "max_queue_delay_ms": settings.max_queue_delay_ms,
                               "max_queue_size": settings.max_queue_size}
     merged |= manifest.batching.model_dump(exclude_none=True)
     overrides = settings.model_batching.get(manifest.name, {})
     merged |= BatchingConfig.model_validate(overrides).model_dump(exclude_none=True)
+    if not manifest.batched:
+        merged["max_batch_size"] = 1
     return BatchLimits(int(merged["max_batch_size"]), float(merged["max_queue_delay_ms"]),
                        int(merged["max_queue_size"]))
 
@@ -149,29 +163,80 @@ def warmup_sizes(settings: Settings, max_batch_size: int) -> list[int]:
 
 
 def open_version(served: ServedModel, settings: Settings) -> None:
-    """Blocking (runs in a thread): manifest, checksum, session, signature, codec, warm-up."""
-    manifest = read_manifest(served.path)
-    if manifest.name != served.name:
+    """Blocking (runs in a thread): manifest, checksum, session, signature, codec, warm-up.
+
+    A version with no manifest.json is a bare model.onnx: its manifest is made from the
+    session's signature and the sha256 computed here (nothing to check it against).
+    """
+    manifest = read_manifest(served.path) if has_manifest(served.path) else None
+    if manifest is not None and manifest.name != served.name:
         raise ValueError(f"manifest names model {manifest.name!r}, directory says {served.name!r}")
-    served.manifest = manifest
-    model_path = served.path / manifest.model_file
+    model_path = served.path / (manifest.model_file if manifest is not None else MODEL_FILE)
     if not model_path.is_file():
         raise ValueError(f"{model_path.name} is missing")
     digest = sha256_file(model_path)
-    if digest != manifest.sha256:
+    if manifest is not None and digest != manifest.sha256:
         raise ValueError(f"sha256 of {model_path.name} is {digest}, manifest says "
                          f"{manifest.sha256}")
-    served.batching = batching_for(manifest, settings)
     model = OrtModel(model_path, providers=settings.providers,
                      intra_op_threads=settings.intra_op_threads,
                      conv_algo_search=settings.cudnn_conv_algo_search,
                      session_per_bucket=None if settings.cuda_session_per_batch_size else False)
-    check_signature(manifest, model)
+    if manifest is None:
+        manifest = bare_manifest(served.name, served.version, model, digest)
+        log.warning("model %s version %d has no %s: serving %s with the signature read from "
+                    "the graph and sha256 %s computed at load", served.name, served.version,
+                    "manifest.json", model_path.name, digest)
+    else:
+        check_signature(manifest, model)
+    served.manifest = manifest
+    served.batching = batching_for(manifest, settings)
     served.codec = build_codec(manifest, served.path, settings)
-    served.warmup_timings = model.warmup(warmup_sizes(settings, served.batching.max_batch_size))
+    model.warmup_shapes = dict(manifest.warmup_shapes)
+    model.batched = manifest.batched
+    _warm(served, model, settings)
+    served.model = model
+
+
+def bare_manifest(name: str, version: int, model: OrtModel, sha256: str) -> Manifest:
+    """A generic model's manifest from the session's signature (raises ValueError)."""
+    def specs(found: list[TensorSpec]) -> list[TensorSpec]:
+        return [TensorSpec.model_validate(spec.model_dump()) for spec in found]
+
+    return Manifest(name=name, version=version, sha256=sha256, inputs=specs(model.inputs),
+                    outputs=specs(model.outputs),
+                    provenance={"source": {"format": "onnx", "manifest": "made at load"}})
+
+
+def _warm(served: ServedModel, model: OrtModel, settings: Settings) -> None:
+    """Run every batch size once. Dynamic dims the manifest gives no warm-up size for run
+    at 1 and strings are "0", which some graphs refuse (a convolution without padding, a
+    lookup): such a model is served unwarmed, with a warning, rather than not at all."""
+    assert served.batching is not None
+    sizes = warmup_sizes(settings, served.batching.max_batch_size)
+    try:
+        served.warmup_timings = model.warmup(sizes)
+    except Exception as exc:  # onnxruntime raises its own types
+        guessed = guessed_warmup(served.manifest)
+        if not guessed:
+            raise
+        log.warning("model %s version %d: warm-up with guessed %s failed (%s); serving "
+                    "unwarmed (give warmup_shapes in its manifest)", served.name,
+                    served.version, ", ".join(guessed), str(exc).splitlines()[0][:200])
+        served.warmup_timings, served.max_batch_s = {}, float("inf")
+        return
     served.max_batch_s = _steady_time(model, served.batching.max_batch_size,
                                       served.warmup_timings, settings.inline_batch_max_ms)
-    served.model = model
+
+
+def guessed_warmup(manifest: Manifest) -> list[str]:
+    """What warm-up inputs guess: dynamic non-batch dims with no warm-up shape (as
+    ``name[axis]``) and string values."""
+    first = 1 if manifest.batched else 0
+    dims = [f"{spec.name}[{axis}]" for spec in manifest.inputs
+            if spec.name not in manifest.warmup_shapes
+            for axis, dim in enumerate(spec.shape) if dim == -1 and axis >= first]
+    return dims + [f"{spec.name} strings" for spec in manifest.inputs if spec.dtype == "object"]
 
 
 def _steady_time(model: OrtModel, size: int, warmup: dict[int, float], limit_ms: float) -> float:
@@ -193,9 +258,9 @@ def check_signature(manifest: Manifest, model: OrtModel) -> None:
     """The manifest's tensors must be the session's (names, dtypes, dynamic dims)."""
     problems = _compare("input", manifest.inputs, model.inputs)
     problems += _compare("output", manifest.outputs, model.outputs)
-    if manifest.postprocessing.output not in {s.name for s in model.outputs}:
-        problems.append(f"postprocessing output {manifest.postprocessing.output!r} is not an "
-                        f"output of the model")
+    post = manifest.postprocessing
+    if post is not None and post.output not in {s.name for s in model.outputs}:
+        problems.append(f"postprocessing output {post.output!r} is not an output of the model")
     if problems:
         raise ValueError("manifest does not match the model: " + "; ".join(problems))
 
@@ -225,8 +290,11 @@ def _shapes_match(declared: list[int], actual: list[int]) -> bool:
     return all(d == a or (a == -1 and d > 0) for d, a in zip(declared, actual, strict=True))
 
 
-def build_codec(manifest: Manifest, version_dir: Path, settings: Settings) -> Codec:
+def build_codec(manifest: Manifest, version_dir: Path, settings: Settings) -> Codec | None:
+    """The task's codec; a generic model (no task) has none."""
     pre = manifest.preprocessing
+    if manifest.task is None:
+        return None
     if manifest.task == "image":
         return ImageCodec.from_preprocessing(pre, max_pixels=settings.max_image_pixels)
     if manifest.task == "digit":

@@ -6,8 +6,8 @@ repository extension over REST and gRPC) both go through it, one change at a tim
 
 Promises (docs/reliability.md):
 - a version is picked up by polling only once its files stopped changing between
-  two polls (and it has a manifest), so a half-copied directory is never loaded;
-  its sha256 is checked on load anyway;
+  two polls (and it has a manifest, or a bare model.onnx), so a half-copied directory
+  is never loaded; its sha256 is checked on load anyway (a bare model's is computed);
 - a new version is loaded and warmed before traffic moves to it; versions the
   policy no longer wants are drained and unloaded only once a wanted version of
   that model is AVAILABLE, so a version that fails to load leaves the serving one
@@ -65,7 +65,8 @@ def version_signature(version_dir: Path) -> Signature:
 
 
 def scan_repository(repository: Path) -> Scan:
-    """Every complete (manifest present) version of every model, with its signature."""
+    """Every complete version (a manifest, or a bare model.onnx) of every model, with its
+    signature."""
     return {name: {v: version_signature(repository / name / str(v))
                    for v in repo.list_versions(repository / name)}
             for name in repo.list_models(repository)}

@@ -13,7 +13,7 @@ from serving.auth import load_api_keys
 from serving.config import Settings
 from serving.dataplane import DataPlane
 from serving.rest import metrics as metrics_routes
-from serving.rest import repository, task_routes, tfserving, v2
+from serving.rest import playground, repository, task_routes, tfserving, v2
 from serving.rest.docs import install_docs
 from serving.rest.errors import install_error_handlers
 from serving.rest.hot_asgi import AsgiHotLane
@@ -74,6 +74,8 @@ def create_app(settings: Settings, dataplane: DataPlane, metrics: Metrics | None
     app.include_router(repository.build_router(dataplane))
     app.include_router(metrics_routes.build_router(metrics))
     install_docs(app)
+    if settings.playground:
+        playground.install(app, dataplane, metrics)
     layers = _layers(settings)
     hot: ASGIApp = AsgiHotLane(hot_routes)
     for cls, options in layers:  # innermost first; add_middleware puts the last outermost
@@ -91,7 +93,8 @@ def _layers(settings: Settings) -> list[tuple[Any, dict[str, Any]]]:
     layers: list[tuple[Any, dict[str, Any]]] = [
         (GatewayMiddleware, {"max_body_bytes": settings.max_request_bytes,
                              "api_keys": load_api_keys(settings),
-                             "open_health_and_metrics": settings.open_health_and_metrics}),
+                             "open_health_and_metrics": settings.open_health_and_metrics,
+                             "open_pages": settings.open_pages}),
         # Deadlines count from arrival; a client that hangs up leaves the batch queue.
         (RequestLifetimeMiddleware, {}),
     ]

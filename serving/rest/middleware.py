@@ -1,5 +1,10 @@
 """Pure ASGI middleware (no per-request tasks): body size limit and optional API keys.
 
+With keys configured, health and /metrics stay open when ``open_health_and_metrics``
+says so, and the pages a browser loads (the playground at / and /docs, with their
+assets) when ``open_pages`` does: a browser cannot add a key to a page it navigates
+to, and the calls those pages make still carry one.
+
 The size limit is checked on Content-Length before the body is read and, for
 chunked uploads, while it streams in; both answer 413.
 """
@@ -15,6 +20,9 @@ from serving.auth import key_allowed
 from serving.errors import PayloadTooLarge
 
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
+# The pages and the live view they poll: a browser cannot add a key to a page it opens.
+PAGE_PATHS = frozenset({"/", "/docs", "/openapi.json", "/playground/api/stats"})
+PAGE_PREFIXES = ("/playground/static/", "/docs/static/")
 
 
 async def _send_error(send: Send, status: int, message: str,
@@ -28,11 +36,13 @@ async def _send_error(send: Send, status: int, message: str,
 
 class GatewayMiddleware:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, api_keys: list[bytes],
-                 open_health_and_metrics: bool = True) -> None:
+                 open_health_and_metrics: bool = True, open_pages: bool = True) -> None:
         self.app = app
         self.max_body = max_body_bytes
         self.keys = api_keys
-        self.open_paths = OPEN_PATHS if open_health_and_metrics else frozenset()
+        self.open_paths = (OPEN_PATHS if open_health_and_metrics else frozenset()) | \
+            (PAGE_PATHS if open_pages else frozenset())
+        self.open_prefixes = PAGE_PREFIXES if open_pages else ()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,7 +68,7 @@ class GatewayMiddleware:
             elif key in (b"authorization", b"x-api-key"):
                 auth = value.removeprefix(b"Bearer ").strip() if key == b"authorization" \
                     else value.strip()
-        if self.keys and scope["path"] not in self.open_paths and not self._allowed(auth):
+        if self.keys and not self._open(scope["path"]) and not self._allowed(auth):
             return 401, "missing or invalid API key", [(b"www-authenticate", b"Bearer")]
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             return 413, self.too_large().message, []
@@ -66,6 +76,9 @@ class GatewayMiddleware:
 
     def too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"request body exceeds the limit of {self.max_body} bytes")
+
+    def _open(self, path: str) -> bool:
+        return path in self.open_paths or path.startswith(self.open_prefixes)
 
     def _allowed(self, key: bytes | None) -> bool:
         return key_allowed(key, self.keys)

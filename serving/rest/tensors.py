@@ -17,7 +17,8 @@ from serving.errors import InvalidInput
 # TensorFlow DataType names for TF Serving metadata.
 NUMPY_TO_TF = {"float32": "DT_FLOAT", "float16": "DT_HALF", "float64": "DT_DOUBLE",
                "int8": "DT_INT8", "int16": "DT_INT16", "int32": "DT_INT32", "int64": "DT_INT64",
-               "uint8": "DT_UINT8", "bool": "DT_BOOL"}
+               "uint8": "DT_UINT8", "uint16": "DT_UINT16", "uint32": "DT_UINT32",
+               "uint64": "DT_UINT64", "bool": "DT_BOOL", "object": "DT_STRING"}
 
 
 def to_array(values: Any, dtype: str, name: str) -> np.ndarray:

@@ -4,6 +4,8 @@ Request and response shapes follow TF Serving's REST API: ``instances`` →
 ``predictions``, ``inputs`` → ``outputs``, ``{"b64": "..."}`` values, errors as
 ``{"error": "..."}``. Base64 values sent to an image or digit model are encoded
 images (the usual TF Serving pattern); strings sent to a text model are tokenized.
+A string input of a generic model takes strings and ``{"b64": ...}`` values as they are.
+The signature is the model's own (``serving_default`` unless imported otherwise).
 """
 
 from __future__ import annotations
@@ -23,14 +25,13 @@ from serving.errors import InvalidInput, ModelNotFound
 from serving.models.manifest import TensorSpec
 from serving.rest.body import json_response, parse_json_object, parse_version, request_deadline
 from serving.rest.json_tensors import numeric_tensor
-from serving.rest.payloads import image_bytes, is_b64
+from serving.rest.payloads import b64decode, image_bytes, is_b64
 from serving.rest.tensors import NUMPY_TO_TF, first_leaf, to_array
 
 if TYPE_CHECKING:
     from serving.models.registry import ServedModel
 
 PROTOCOL = "rest"
-SIGNATURE = "serving_default"
 
 
 def resolve_label(label: str | None) -> int | None:
@@ -60,11 +61,25 @@ def metadata(served: ServedModel) -> dict[str, Any]:
                  "method_name": "tensorflow/serving/predict"}
     return {"model_spec": {"name": served.name, "signature_name": "",
                            "version": str(served.version)},
-            "metadata": {"signature_def": {"signature_def": {SIGNATURE: signature}}}}
+            "metadata": {"signature_def": {"signature_def": {
+                manifest.signature_name: signature}}}}
+
+
+def string_tensor(values: Any, name: str) -> np.ndarray:
+    """Strings and {"b64": ...} values (bytes) → an object array; the dataplane checks
+    that every element is one (a ragged list leaves lists behind)."""
+    arr = np.array(values, dtype=object)
+    flat = arr.reshape(-1)  # a view: decoded values land in ``arr``
+    for i, value in enumerate(flat):
+        if is_b64(value):
+            flat[i] = b64decode(value["b64"], f"input {name!r}")
+    return arr
 
 
 def to_tensor(served: ServedModel, spec: TensorSpec, values: Any) -> np.ndarray:
     """JSON values for one input → array; b64 images and raw strings go through the codec."""
+    if spec.dtype == "object":
+        return string_tensor(values, spec.name)
     leaf = first_leaf(values)
     task = served.manifest.task
     if is_b64(leaf) and task in ("image", "digit"):
@@ -116,14 +131,23 @@ def columnar_inputs(served: ServedModel, inputs: Any) -> dict[str, np.ndarray]:
     return {specs[0].name: to_tensor(served, specs[0], inputs)}
 
 
-def predict_body(outputs: dict[str, np.ndarray], row: bool) -> dict[str, Any]:
+def predict_body(arrays: dict[str, np.ndarray], row: bool) -> dict[str, Any]:
+    # orjson writes numeric arrays from their buffers; string tensors go as lists.
+    outputs = {k: v.tolist() if v.dtype.kind == "O" else v for k, v in arrays.items()}
     if not row:
         only = len(outputs) == 1
         return {"outputs": next(iter(outputs.values())) if only else outputs}
     if len(outputs) == 1:
         return {"predictions": next(iter(outputs.values()))}
-    n = next(iter(outputs.values())).shape[0]
-    return {"predictions": [{k: v[i] for k, v in outputs.items()} for i in range(n)]}
+    rows = {v.shape[0] if v.ndim else -1 for v in arrays.values()}
+    if len(rows) != 1 or -1 in rows:
+        raise InvalidInput("the outputs do not share a first dimension, so they cannot be "
+                           "given as rows; send 'inputs' (columnar) instead of 'instances'")
+    n = rows.pop()
+    # A 1-D output's rows are numpy scalars, which orjson refuses for some dtypes (longlong).
+    columns = {k: v.tolist() if isinstance(v, np.ndarray) and v.ndim == 1 else v
+               for k, v in outputs.items()}
+    return {"predictions": [{k: v[i] for k, v in columns.items()} for i in range(n)]}
 
 
 def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
@@ -132,19 +156,19 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
     def parsed(raw: bytes, name: str,
                version: int | None) -> tuple[ServedModel, dict[str, np.ndarray], bool]:
         """(model, inputs, row format?) of a predict body."""
-        if (fast := numeric_tensor(raw, SIGNATURE)) is not None:
-            served = dataplane.model(name, version)
+        served = dataplane.model(name, version)
+        signature = served.manifest.signature_name
+        if (fast := numeric_tensor(raw, signature)) is not None:
             specs = served.manifest.inputs
             if len(specs) == 1 and np.dtype(specs[0].dtype).kind == "f":
                 array, row = fast
                 with np.errstate(over="ignore"):  # past float32's range: inf, refused later
                     return served, {specs[0].name: array.astype(specs[0].dtype)}, row
         body = parse_json_object(raw)
-        signature = body.get("signature_name", SIGNATURE) or SIGNATURE
-        if signature != SIGNATURE:
-            raise InvalidInput(f"serving signature name {signature!r} not found; "
-                               f"use {SIGNATURE!r}")
-        served = dataplane.model(name, version)
+        asked = body.get("signature_name") or signature
+        if asked != signature:
+            raise InvalidInput(f"serving signature name {asked!r} not found; "
+                               f"use {signature!r}")
         if ("instances" in body) == ("inputs" in body):
             raise InvalidInput("give exactly one of 'instances' (row) or 'inputs' (columnar)")
         row = "instances" in body

@@ -114,6 +114,7 @@ def test_kserve_is_locked_the_same_way(rendered: dict[str, str], tmp_path: Path)
     env = {e["name"].removeprefix("MODELSERVE_").lower(): e["value"] for e in server["env"]}
     settings = Settings(**env)
     assert settings.require_api_keys and not settings.repository_api
+    assert settings.open_pages is False  # only health and /metrics without a key
     secret = find(docs, "Secret")
     assert mounted_secret(predictor, server, settings.api_keys_file) == \
         secret["metadata"]["name"]
@@ -128,6 +129,8 @@ def test_management_api_is_off_and_readiness_strict(rendered: dict[str, str],
     settings = settings_of(documents(rendered[overlay]))
     assert settings.repository_api is False
     assert settings.strict_readiness is True
+    # The playground and /docs need a key too: only health and /metrics are open.
+    assert settings.open_pages is False
 
 
 def selects(selector: dict, labels: dict[str, str]) -> bool:

@@ -129,7 +129,9 @@ def documented_routes(app: Any) -> set[tuple[str, str]]:
 
 
 async def test_with_keys_only_health_and_metrics_are_open(make_server) -> None:
-    url, target, server = await make_server(api_keys=[KEY], repository_api=False)
+    # As deployed (deploy/k8s/base/settings.env): pages such as / and /docs need a key too.
+    url, target, server = await make_server(api_keys=[KEY], repository_api=False,
+                                            open_pages=False)
     routes = rest_routes(server.app)
     assert documented_routes(server.app) <= set(routes) and ("GET", "/metrics") in routes
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
