@@ -3,8 +3,9 @@
 The embedded server is made to listen on the socket the process bound: it overrides
 ``Server._init_shared_socket`` and fills ``_shd`` / ``_sfd`` / ``_ssp`` with a
 ``SocketHolder(fd, is_unix, backlog)`` that borrows our descriptor (never closes it: the
-process closes its socket on shutdown); a forced exit kills ``Server.wrks``. pyproject.toml caps granian below the
-next minor release; these tests fail, naming what moved, when a release changes it.
+process closes its socket on shutdown); a forced exit kills ``Server.wrks``.
+pyproject.toml caps granian below the next minor release; these tests fail, naming what
+moved, when a release changes it.
 """
 
 from __future__ import annotations
