@@ -15,16 +15,19 @@ words the error.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import simdjson
 
 # Datatype → simdjson buffer type and the numpy dtype of that buffer.
-_BUFFERS = {"FP16": ("d", np.float64), "FP32": ("d", np.float64), "FP64": ("d", np.float64),
-            "INT8": ("i", np.int64), "INT16": ("i", np.int64), "INT32": ("i", np.int64),
-            "INT64": ("i", np.int64), "UINT8": ("u", np.uint64), "UINT16": ("u", np.uint64),
-            "UINT32": ("u", np.uint64), "UINT64": ("u", np.uint64)}
+_Kind = Literal["d", "i", "u"]
+_FLOAT: tuple[_Kind, type[np.generic]] = ("d", np.float64)
+_INT: tuple[_Kind, type[np.generic]] = ("i", np.int64)
+_UINT: tuple[_Kind, type[np.generic]] = ("u", np.uint64)
+_BUFFERS = {"FP16": _FLOAT, "FP32": _FLOAT, "FP64": _FLOAT, "INT8": _INT, "INT16": _INT,
+            "INT32": _INT, "INT64": _INT, "UINT8": _UINT, "UINT16": _UINT, "UINT32": _UINT,
+            "UINT64": _UINT}
 
 
 class _Unrecognised(Exception):
