@@ -60,14 +60,16 @@ def summarize(raw: Path, top: int) -> str:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [frame_name(f) for f in stack.split(";")[1:]]  # [0] is the thread
-        if not frames:
-            continue
+        frames = [frame_name(f) for f in stack.split(";")]
+        if frames[-1].startswith("run_process "):
+            # Self time of the loop's run call is the event loop's C code: uvloop's polling
+            # and socket I/O, and grpc.aio's Cython layer (call objects, (de)serialising).
+            frames.append("(event loop, C: uvloop, grpc.aio)")
         total += count
         for name in set(frames):
             inclusive[name] += count
         own[frames[-1]] += count
-    lines = [f"{total} busy samples", "", "| inclusive % | self % | function |",
+    lines = [f"{total} samples of busy threads", "", "| inclusive % | self % | function |",
              "|---:|---:|---|"]
     for name, count in inclusive.most_common(top):
         lines.append(f"| {100 * count / total:.1f} | {100 * own[name] / total:.1f} | "

@@ -10,6 +10,7 @@ Writes ``tensor_content`` for numbers (one copy, no per-element work) and
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,6 @@ import numpy as np
 from serving.errors import InvalidInput
 from serving.grpc.generated.tensorflow.core.framework import (
     tensor_pb2,
-    tensor_shape_pb2,
     types_pb2,
 )
 
@@ -35,11 +35,17 @@ _BY_ENUM = {types_pb2.DataType.Value(tf): (np.dtype(np_name), field)
             for np_name, (tf, field) in _NUMPY.items()}
 
 
+# numpy dtype → DataType enum value, resolved once (the enum wrapper's lookup is slow).
+_ENUM_OF = {np.dtype(np_name): types_pb2.DataType.Value(tf)
+            for np_name, (tf, _) in _NUMPY.items()}
+
+
 def tf_dtype(dtype: np.dtype | str) -> Any:
     """The DataType enum value (an int) for a numpy dtype (DT_INVALID when there is none)."""
-    name = np.dtype(dtype).name
-    tf = _NUMPY.get(name, ("DT_INVALID", ""))[0]
-    return types_pb2.DataType.Value(tf)
+    found = _ENUM_OF.get(dtype) if isinstance(dtype, np.dtype) else None
+    if found is not None:
+        return found
+    return _ENUM_OF.get(np.dtype(dtype).newbyteorder("="), types_pb2.DT_INVALID)
 
 
 def _shape(proto: tensor_pb2.TensorProto, name: str) -> list[int]:
@@ -93,18 +99,33 @@ def to_numpy(proto: tensor_pb2.TensorProto, name: str = "tensor") -> np.ndarray:
 
 
 def from_numpy(array: Any) -> tensor_pb2.TensorProto:
+    proto = tensor_pb2.TensorProto()
+    write_numpy(proto, array)
+    return proto
+
+
+def write_numpy(proto: tensor_pb2.TensorProto, array: Any) -> None:
+    """``array`` into ``proto`` (an empty TensorProto, e.g. a response's output entry):
+    ``tensor_content`` for numbers, ``string_val`` for bytes."""
     arr = np.asarray(array)
     if arr.dtype.kind in "SUO":
         arr = arr.astype(object)
     dtype = tf_dtype(arr.dtype)
     if dtype == types_pb2.DT_INVALID:
         raise InvalidInput(f"dtype {arr.dtype} has no TensorFlow DataType")
-    proto = tensor_pb2.TensorProto(dtype=dtype)
-    proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=d)
-                                  for d in arr.shape)
+    proto.dtype = dtype
+    dims = proto.tensor_shape.dim
+    for d in arr.shape:
+        dims.add(size=d)
     if arr.dtype.kind == "O":
         proto.string_val.extend(v.encode() if isinstance(v, str) else bytes(v)
                                 for v in arr.reshape(-1))
     else:
-        proto.tensor_content = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-    return proto
+        proto.tensor_content = _little_endian(arr).tobytes()
+
+
+def _little_endian(arr: np.ndarray) -> np.ndarray:
+    """``arr`` as little-endian values (a no-op on this machine's usual byte order)."""
+    if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big"):
+        return arr.astype(arr.dtype.newbyteorder("<"))
+    return arr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,14 @@ _CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_cont
              "BYTES": "bytes_contents"}
 
 
+# numpy dtype → datatype, resolved once (dtype.name costs more than the lookup).
+_DATATYPE_OF = {np.dtype(name): datatype for name, datatype in NUMPY_TO_V2.items()}
+
+
 def v2_datatype(dtype: np.dtype | str) -> str:
+    found = _DATATYPE_OF.get(dtype) if isinstance(dtype, np.dtype) else None
+    if found is not None:
+        return found
     name = np.dtype(dtype).name
     if name not in NUMPY_TO_V2:
         raise InvalidInput(f"dtype {name} has no Open Inference Protocol datatype")
@@ -99,10 +107,10 @@ def add_output(response: pb.ModelInferResponse, name: str, array: Any) -> None:
     arr = np.asarray(array)
     if arr.dtype.kind in "SU":
         arr = arr.astype(object)
-    datatype = v2_datatype(arr.dtype)
-    response.outputs.add(name=name, datatype=datatype, shape=list(arr.shape))
+    response.outputs.add(name=name, datatype=v2_datatype(arr.dtype), shape=arr.shape)
     if arr.dtype.kind == "O":
         response.raw_output_contents.append(encode_bytes(arr))
-    else:
-        response.raw_output_contents.append(
-            arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
+    elif arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big"):
+        response.raw_output_contents.append(arr.astype(arr.dtype.newbyteorder("<")).tobytes())
+    else:  # already little-endian: one copy, into the message
+        response.raw_output_contents.append(arr.tobytes())
