@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any, cast
 
 from starlette.requests import Request
@@ -32,6 +31,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from serving.errors import PayloadTooLarge
 from serving.rest.errors import error_response, serving_error_response
 from serving.rest.hot_asgi import Endpoint, answer
+from serving.rest.hot_routes import HotRoutes
 from serving.rest.middleware import GatewayMiddleware
 
 logger = logging.getLogger(__name__)
@@ -40,16 +40,15 @@ logger = logging.getLogger(__name__)
 class ProtocolHotLane:
     """What the protocol needs to answer the hot routes itself."""
 
-    def __init__(self, routes: Mapping[str, Endpoint], gateway: GatewayMiddleware, *,
-                 cors: bool) -> None:
-        self.routes = dict(routes)
+    def __init__(self, routes: HotRoutes, gateway: GatewayMiddleware, *, cors: bool) -> None:
+        self.routes = routes
         self.gateway = gateway
         self.cors = cors
 
     def endpoint_for(self, scope: dict[str, Any]) -> Endpoint | None:
         if scope["method"] != "POST":
             return None
-        endpoint = self.routes.get(scope["path"])
+        endpoint = self.routes.match(scope["path"])
         if endpoint is not None and self.cors and any(
                 key == b"origin" for key, _ in scope["headers"]):
             return None
