@@ -418,7 +418,8 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 def _as_serving_error(name: str, exc: BaseException) -> ServingError:
     if isinstance(exc, ServingError):
         return exc
-    return InferenceFailed(f"model {name}: inference failed: {type(exc).__name__}: {exc}")
+    return InferenceFailed(f"model {name}: inference failed",
+                           detail=f"{type(exc).__name__}: {exc}")
 
 
 def _fail(items: list[_Item], exc: ServingError) -> None:

@@ -82,16 +82,59 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         default=30.0, gt=0, description="deadline of a request, queue and compute (504)")
 
-    # Limits.
+    # Limits: what one request may ask for (docs/reliability.md sizes them for a 1 GiB pod).
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024,
                                    description="largest REST body (413 above)")
-    grpc_max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024,
-                                        description="largest gRPC message")
+    max_body_bytes_in_flight: int = Field(
+        default=64 * 1024 * 1024, ge=1024,
+        description="REST request bodies held at once, counted by their declared length "
+                    "(a chunked body at max_request_bytes); a request that does not fit is "
+                    "answered 503 with Retry-After before its body is read")
+    grpc_max_message_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=1024,
+        description="largest gRPC message; with grpc_max_concurrent_rpcs it bounds the "
+                    "memory of messages in flight (encoded images fit far more items than "
+                    "float tensors)")
+    grpc_max_concurrent_rpcs: int = Field(
+        default=64, ge=1,
+        description="gRPC calls in progress at once; more are answered RESOURCE_EXHAUSTED")
     max_image_pixels: int = Field(
-        default=40_000_000, ge=1,
-        description="largest declared image size, checked before decoding (400 above)")
+        default=12_582_912, ge=1,
+        description="largest declared image size, checked from its header before decoding "
+                    "(400 above)")
+    max_request_pixels: int = Field(
+        default=67_108_864, ge=1,
+        description="declared pixels of all the images of one request, checked from their "
+                    "headers before any is decoded (413 above)")
     max_text_chars: int = Field(default=100_000, ge=1,
                                 description="longest text per item (400 above)")
+    decode_threads: int = Field(
+        default=0, ge=0,
+        description="threads decoding images and texts off the event loop (0: the CPUs "
+                    "this process may use, from its affinity and cgroup CPU limit)")
+    decode_memory_bytes: int = Field(
+        default=128 * 1024 * 1024, ge=1024 * 1024,
+        description="memory the images being decoded at once may take, estimated from "
+                    "their declared size and format; decodes wait for it, and an image "
+                    "that needs more than all of it is refused (413)")
+
+    # Connections (REST; health is answered past max_connections too).
+    max_connections: int = Field(
+        default=512, ge=1,
+        description="open REST connections or requests in progress; past it requests "
+                    "other than health are answered 503, and connections past it plus 32 "
+                    "are closed at once")
+    max_header_bytes: int = Field(
+        default=32 * 1024, ge=1024,
+        description="request line and headers of one REST request (431 above)")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="seconds a REST client may take to send a request's line and headers, "
+                    "counted from connecting or from its first byte (408, then closed)")
+    body_timeout_s: float = Field(
+        default=30.0, gt=0,
+        description="seconds a REST request body may take to arrive after its headers "
+                    "(408, then closed)")
 
     # Lifecycle.
     drain_seconds: float = Field(

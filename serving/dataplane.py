@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from typing import TYPE_CHECKING, Any
@@ -18,10 +18,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from serving import tasks
-from serving.codecs import DigitCodec, ImageCodec, TextCodec
+from serving.admission import (
+    Admission,
+    WireTensor,
+    as_text,
+    check_items,
+    validate_inputs,
+    validate_tensor,
+)
 from serving.config import Settings
+from serving.decoding import Decoder
 from serving.errors import InvalidInput, ModelNotFound, ModelNotReady, ServingError, ShuttingDown
-from serving.models.manifest import Manifest, TensorSpec
+from serving.models.manifest import Manifest
 from serving.models.watcher import RepositoryControl
 from serving.tasks import Prediction, TaskResult
 
@@ -30,12 +38,14 @@ if TYPE_CHECKING:
     from serving.models.registry import ModelRegistry, ServedModel
 
 logger = logging.getLogger(__name__)
-__all__ = ["DataPlane", "InferResult", "Prediction", "TaskResult"]
+__all__ = ["DataPlane", "InferResult", "Prediction", "TaskResult", "WireTensor",
+           "validate_inputs", "validate_tensor"]
 EXTENSIONS = ["model_repository", "binary_tensor_data"]
 RETIRED_RETRIES = 3  # successive retired versions a request follows before failing
 UNKNOWN_MODEL = "_unknown"  # the metrics label for requests naming no known model
-# Images larger than this are decoded in a worker thread so the event loop stays free.
-_THREAD_DECODE_BYTES = 32 * 1024
+Inputs = Mapping[str, "np.ndarray | WireTensor"]
+# Turns one wire item (a base64 string, say) into a codec item; called after the count.
+Unwrap = Callable[[Any, int], Any]
 
 
 @dataclass(frozen=True)
@@ -52,81 +62,13 @@ def _version_string() -> str:
         return "0"
 
 
-def validate_tensor(spec: TensorSpec, arr: np.ndarray) -> None:
-    """Shape (−1 = any size >= 1; the batch first), dtype and finiteness of one input."""
-    if arr.dtype != np.dtype(spec.dtype):
-        raise InvalidInput(f"input {spec.name!r} must be {spec.dtype}, got {arr.dtype}")
-    if arr.ndim != len(spec.shape) or any(
-        want not in (-1, got) for want, got in zip(spec.shape, arr.shape, strict=True)
-    ):
-        raise InvalidInput(f"input {spec.name!r} must have shape {spec.shape} "
-                           f"(-1 = any), got {list(arr.shape)}")
-    if spec.batched and arr.shape[0] < 1:
-        raise InvalidInput(f"input {spec.name!r} needs at least one item in its batch dimension")
-    if 0 in arr.shape:
-        raise InvalidInput(f"input {spec.name!r} has an empty dimension: {list(arr.shape)}")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise InvalidInput(f"input {spec.name!r} contains NaN or infinity")
-
-
-def as_text(spec: TensorSpec, arr: np.ndarray) -> np.ndarray:
-    """A string tensor's elements as str: ONNX Runtime reads bytes as their repr."""
-    if arr.dtype.kind != "O" or all(isinstance(v, str) for v in arr.flat):
-        return arr
-    out = np.empty(arr.shape, dtype=object)
-    flat = out.reshape(-1)
-    for i, value in enumerate(arr.flat):
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            try:
-                value = bytes(value).decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InvalidInput(f"input {spec.name!r}: element {i} is not UTF-8 text, "
-                                   f"which a string tensor needs") from exc
-        elif not isinstance(value, str):
-            raise InvalidInput(f"input {spec.name!r}: element {i} is "
-                               f"{type(value).__name__}, not a string")
-        flat[i] = value
-    return out
-
-
+# The inputs of whichever version runs them (a reload may hand a request to a successor).
 Feeds = Callable[["ServedModel"], Awaitable[dict[str, np.ndarray]]]
-
-
-def _validated(inputs: dict[str, np.ndarray]) -> Feeds:
-    """Raw tensors, checked against whichever version runs them."""
-    async def feeds(served: ServedModel) -> dict[str, np.ndarray]:
-        return validate_inputs(served.manifest, inputs)
-    return feeds
-
-
-def _prepared(prepare: Callable[[ServedModel], Awaitable[np.ndarray]]) -> Feeds:
-    """Task items decoded with the codec of whichever version runs them."""
-    async def feeds(served: ServedModel) -> dict[str, np.ndarray]:
-        return {served.manifest.inputs[0].name: await prepare(served)}
-    return feeds
 
 
 def _same_signature(a: ServedModel, b: ServedModel) -> bool:
     return (a.manifest.task, a.manifest.inputs, a.manifest.outputs) == \
         (b.manifest.task, b.manifest.inputs, b.manifest.outputs)
-
-
-def validate_inputs(manifest: Manifest, inputs: dict[str, np.ndarray]
-                    ) -> dict[str, np.ndarray]:
-    """The inputs, checked against the manifest (string tensors' elements made text)."""
-    expected = {spec.name for spec in manifest.inputs}
-    unknown = sorted(set(inputs) - expected)
-    missing = sorted(expected - set(inputs))
-    if unknown or missing:
-        raise InvalidInput(f"model {manifest.name} expects inputs {sorted(expected)}; "
-                           f"unknown: {unknown}, missing: {missing}")
-    for spec in manifest.inputs:
-        validate_tensor(spec, inputs[spec.name])
-    if manifest.batched:
-        sizes = {arr.shape[0] for arr in inputs.values()}
-        if len(sizes) > 1:
-            raise InvalidInput(f"inputs disagree on the batch size: {sorted(sizes)}")
-    return {spec.name: as_text(spec, inputs[spec.name]) for spec in manifest.inputs}
 
 
 class DataPlane:
@@ -137,6 +79,10 @@ class DataPlane:
         self.metrics = metrics
         # Load/unload and repository polling (serving/models/watcher.py), shared by REST and gRPC.
         self.repository = RepositoryControl(registry, settings)
+        # What a request may cost (admission.py) and where its items decode (decoding.py).
+        self.admission = Admission(max(settings.max_request_bytes,
+                                       settings.grpc_max_message_bytes))
+        self.decoder = Decoder(settings)
         self.draining = False
         self._drain_callbacks: list[Callable[[], Any]] = []
 
@@ -154,6 +100,10 @@ class DataPlane:
     def unavailable_models(self) -> list[str]:
         """Configured models with no available version (loading, failed, unloaded)."""
         return self.registry.unavailable()
+
+    def close(self) -> None:
+        """Stop the decoding threads (at shutdown, once requests are done)."""
+        self.decoder.close()
 
     def on_draining(self, callback: Callable[[], Any]) -> None:
         """Call ``callback`` once when draining starts (e.g. gRPC health → NOT_SERVING)."""
@@ -200,18 +150,21 @@ class DataPlane:
             return deadline
         return time.monotonic() + self.settings.request_timeout_s
 
-    async def infer(self, name: str, version: int | None, inputs: dict[str, np.ndarray], *,
+    async def infer(self, name: str, version: int | None, inputs: Inputs, *,
                     protocol: str, deadline: float | None,
                     output_names: list[str] | None = None) -> InferResult:
-        """Raw tensors in, raw tensors out (TF Serving and Open Inference Protocol)."""
+        """Tensors in (arrays, or WireTensors built once admitted), tensors out (TF Serving
+        and Open Inference Protocol). String tensors for a task model are its items."""
         start = time.perf_counter()
         model_name, model_version = name, version
         try:
             served = self.registry.get(name, version)
             model_version = served.version
             wanted = self._output_names(served.manifest, output_names)
-            served, outputs = await self._infer_current(served, version, _validated(inputs),
-                                                        self.deadline(deadline))
+            until = self.deadline(deadline)
+            feeds = self._tensor_feeds(inputs, until)
+            del inputs  # the feeds hold them now, and let each payload go once it is built
+            served, outputs = await self._infer_current(served, version, feeds, until)
             result = InferResult(served.name, served.version,
                                  {k: outputs[k] for k in wanted})
         except BaseException as exc:
@@ -219,6 +172,28 @@ class DataPlane:
             raise
         self._record(model_name, model_version, protocol, None, start)
         return result
+
+    def _tensor_feeds(self, inputs: Inputs, deadline: float) -> Feeds:
+        tensors = {name: t if isinstance(t, WireTensor) else WireTensor.of(name, t)
+                   for name, t in inputs.items()}
+
+        async def feeds(served: ServedModel) -> dict[str, np.ndarray]:
+            self.admission.check(served, tensors)  # before anything is built
+            arrays = {}
+            for name, tensor in list(tensors.items()):
+                array = tensor.build()
+                # The wire payload (a parsed JSON tree, say) is not needed again: a
+                # successor version, if any, gets the built array.
+                tensors[name] = WireTensor.of(name, array)
+                if tensor.encoded and served.manifest.input_spec(name).dtype == "object":
+                    array = as_text(name, array)  # a string tensor the model itself takes
+                elif tensor.encoded:
+                    array = await self.decoder.decode(served.codec, list(array.reshape(-1)),
+                                                      deadline)
+                arrays[name] = array
+            validate_inputs(served.manifest, arrays)
+            return arrays
+        return feeds
 
     @staticmethod
     def _output_names(manifest: Manifest, names: list[str] | None) -> list[str]:
@@ -231,28 +206,21 @@ class DataPlane:
                                f"outputs are {known}")
         return list(dict.fromkeys(names))
 
-    async def predict_image(self, images: Sequence[bytes], **kwargs: Any) -> TaskResult:
-        async def decode(served: ServedModel) -> np.ndarray:
-            if sum(len(b) for b in images) > _THREAD_DECODE_BYTES:
-                return await asyncio.to_thread(tasks.decode_images,
-                                               served.codec_as(ImageCodec), images)
-            return tasks.decode_images(served.codec_as(ImageCodec), images)
-        return await self._predict("image", images, decode, **kwargs)
+    async def predict_image(self, images: Sequence[Any], **kwargs: Any) -> TaskResult:
+        return await self._predict("image", images, **kwargs)
 
-    async def predict_text(self, texts: Sequence[str], **kwargs: Any) -> TaskResult:
-        async def encode(served: ServedModel) -> np.ndarray:
-            return tasks.encode_texts(served.codec_as(TextCodec), texts)
-        return await self._predict("text", texts, encode, **kwargs)
+    async def predict_text(self, texts: Sequence[Any], **kwargs: Any) -> TaskResult:
+        return await self._predict("text", texts, **kwargs)
 
     async def predict_digit(self, digits: Sequence[Any], **kwargs: Any) -> TaskResult:
-        async def decode(served: ServedModel) -> np.ndarray:
-            return tasks.decode_digits(served.codec_as(DigitCodec), digits)
-        return await self._predict("digit", digits, decode, **kwargs)
+        return await self._predict("digit", digits, **kwargs)
 
-    async def _predict(self, task: str, items: Sequence[Any], prepare: Any, *,
+    async def _predict(self, task: str, items: Sequence[Any], *, unwrap: Unwrap | None = None,
                        model: str | None = None, version: int | None = None,
                        top_k: int | None = None, protocol: str,
                        deadline: float | None = None) -> TaskResult:
+        """Items counted against the model's batch limit, then unwrapped (``unwrap``: the
+        protocol's wire form, base64 say), then decoded by the model's codec."""
         start = time.perf_counter()
         name, model_version = model or task, version
         try:
@@ -262,8 +230,12 @@ class DataPlane:
                 raise InvalidInput(f"no {task} given")
             if top_k is not None and top_k < 1:
                 raise InvalidInput("top_k must be at least 1")
-            served, outputs = await self._infer_current(served, version, _prepared(prepare),
-                                                        self.deadline(deadline))
+            check_items(served, len(items))
+            if unwrap is not None:
+                items = [unwrap(item, i) for i, item in enumerate(items)]
+            until = self.deadline(deadline)
+            served, outputs = await self._infer_current(served, version,
+                                                        self._item_feeds(items, until), until)
             manifest = served.manifest
             assert manifest.postprocessing is not None  # a task's manifest has it (validated)
             probs = tasks.probabilities(manifest, outputs[manifest.postprocessing.output])
@@ -274,6 +246,13 @@ class DataPlane:
             raise
         self._record(name, model_version, protocol, None, start)
         return result
+
+    def _item_feeds(self, items: Sequence[Any], deadline: float) -> Feeds:
+        async def feeds(served: ServedModel) -> dict[str, np.ndarray]:
+            check_items(served, len(items))
+            array = await self.decoder.decode(served.codec, items, deadline)
+            return {served.manifest.inputs[0].name: array}
+        return feeds
 
     async def _infer_current(self, served: ServedModel, version: int | None, feeds: Feeds,
                              deadline: float) -> tuple[ServedModel, dict[str, np.ndarray]]:

@@ -3,6 +3,11 @@
 Each error carries its HTTP status and the *name* of its gRPC status code, so this
 module imports neither web nor gRPC libraries. REST and gRPC translate them in
 exactly one place each (serving/rest/errors.py, serving/grpc/errors.py).
+
+``message`` is what the client reads: it says what was wrong with the request, in our
+words. ``detail`` (optional) is what the operator reads: a library's message, a path,
+the exception that caused it; the protocol's error translation logs it with the
+request id and never sends it.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ class ServingError(Exception):
     http_status: int = 500
     grpc_code: str = "INTERNAL"
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+    def __init__(self, message: str, *, retry_after_s: float | None = None,
+                 detail: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after_s = retry_after_s
+        self.detail = detail
 
 
 class InvalidInput(ServingError):
@@ -65,8 +72,9 @@ class Overloaded(ServingError):
     http_status = 503
     grpc_code = "UNAVAILABLE"
 
-    def __init__(self, message: str, *, retry_after_s: float | None = 1.0) -> None:
-        super().__init__(message, retry_after_s=retry_after_s)
+    def __init__(self, message: str, *, retry_after_s: float | None = 1.0,
+                 detail: str | None = None) -> None:
+        super().__init__(message, retry_after_s=retry_after_s, detail=detail)
 
 
 class ShuttingDown(ServingError):

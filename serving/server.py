@@ -29,6 +29,7 @@ from serving.dataplane import DataPlane
 from serving.metrics import Metrics
 from serving.models.registry import ModelRegistry
 from serving.rest.app import create_app
+from serving.rest.connection_limits import ConnectionLimits, limited_class
 from serving.rest.granian_server import GranianServer
 from serving.rest.hot_protocol import protocol_class
 
@@ -51,10 +52,14 @@ class _UvicornServer(uvicorn.Server):
 
 
 def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
+    """uvicorn on our httptools protocol: the hot task routes and the connection limits
+    (serving/rest/hot_protocol.py, connection_limits.py)."""
     lane = getattr(app, "protocol_lane", None)
-    http: Any = "httptools" if lane is None else protocol_class(lane)
+    limits = ConnectionLimits(settings)
+    http: Any = limited_class(limits) if lane is None else protocol_class(lane, limits)
     return uvicorn.Config(app, host=settings.host, port=settings.http_port, loop="none",
                           http=http, lifespan="on", access_log=settings.access_log,
+                          limit_concurrency=settings.max_connections,
                           log_config=None, log_level=settings.log_level.lower(),
                           timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)),
                           server_header=False, date_header=False)
@@ -157,6 +162,7 @@ class ServerProcess:
             self._load_task.cancel()
         await self.dataplane.repository.close()  # no reloads while closing
         await self._close_registry(max(0.5, deadline - time.monotonic()))
+        self.dataplane.close()
         logger.info("stopped")
 
     async def _second_signal(self) -> None:

@@ -9,6 +9,7 @@ import struct
 
 import numpy as np
 
+from serving.admission import object_array
 from serving.errors import InvalidInput
 
 V2_TO_NUMPY = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32",
@@ -39,6 +40,4 @@ def decode_bytes(raw: bytes, name: str, count: int | None = None) -> np.ndarray:
     if offset != len(raw):
         raise InvalidInput(f"input {name!r}: {len(raw) - offset} bytes after {len(items)} "
                            f"elements")
-    out = np.empty(len(items), dtype=object)
-    out[:] = items
-    return out
+    return object_array(items)

@@ -61,7 +61,7 @@ class DigitCodec:
         try:
             arr = np.asarray(values, dtype=np.float32)
         except (TypeError, ValueError, OverflowError) as exc:
-            raise InvalidInput(f"digit must be numbers: {exc}") from exc
+            raise InvalidInput("digit must be numbers", detail=str(exc)) from exc
         if arr.shape not in {(self.size,), (self.height, self.width)}:
             raise InvalidInput(f"digit must have {self.size} values or shape "
                                f"[{self.height}, {self.width}], got shape {list(arr.shape)}")

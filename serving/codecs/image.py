@@ -36,20 +36,48 @@ _JPEG_SOI = b"\xff\xd8\xff"
 _SOS, _APP1 = 0xDA, 0xE1
 
 
+# Peak memory of a decode per declared pixel (Pillow 13, 4096x4096 images of every allowed
+# format and mode, docs/reliability.md): WebP's decoder holds the image about four times
+# over (16.5 bytes a pixel); every other format stays under 9.3 (float TIFF).
+DECODE_BYTES_PER_PIXEL = 10
+_DECODE_BYTES_PER_PIXEL = {"WEBP": 17}
+
+
+@dataclass(frozen=True)
+class DeclaredImage:
+    """What an image's header says it is: what decoding it will cost."""
+
+    width: int
+    height: int
+    format: str
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def decode_bytes(self) -> int:
+        """The most memory decoding it takes (the codec's output included)."""
+        return self.pixels * _DECODE_BYTES_PER_PIXEL.get(self.format, DECODE_BYTES_PER_PIXEL)
+
+
 @contextmanager
 def _decode_errors() -> Iterator[None]:
-    """Every way a decoder rejects bytes, as InvalidInput."""
+    """Every way a decoder rejects bytes, as InvalidInput in our words (the library's in
+    ``detail``, for the log)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             yield
     except UnidentifiedImageError as exc:
-        # Pillow's message names its internal buffer object (a memory address): not for clients.
-        raise InvalidInput("cannot decode image: not an image in a known format") from exc
+        raise InvalidInput("cannot decode image: not an image in a supported format",
+                           detail=str(exc)) from exc
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise InvalidInput(f"cannot decode image: {exc}") from exc
+        raise InvalidInput("cannot decode image: its declared size exceeds the pixel limit",
+                           detail=str(exc)) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated or corrupt data
-        raise InvalidInput(f"cannot decode image (corrupt or truncated): {exc}") from exc
+        raise InvalidInput("cannot decode image: corrupt or truncated",
+                           detail=f"{type(exc).__name__}: {exc}") from exc
 
 
 def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
@@ -62,6 +90,24 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
                                    f"(use one of {', '.join(sorted(ALLOWED_FORMATS))})")
     _check_size(*img.size, max_pixels)
     return img
+
+
+def declared_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DeclaredImage:
+    """Size and format from the header alone (nothing decoded), checked against the limit.
+
+    Reading a header costs time in proportion to the header's bytes, never to the pixels.
+    """
+    if data.startswith(_JPEG_SOI):
+        try:
+            height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+        except ValueError:
+            pass  # Pillow reads it, or says what is wrong with it
+        else:
+            _check_size(width, height, max_pixels)
+            return DeclaredImage(width, height, "JPEG")
+    with _decode_errors():
+        img = _open_checked(data, max_pixels)
+        return DeclaredImage(img.width, img.height, str(img.format))
 
 
 def _check_size(width: int, height: int, max_pixels: int) -> None:

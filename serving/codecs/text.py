@@ -119,11 +119,11 @@ class TextCodec:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise InvalidInput(f"text {i} must be a string, got {type(text).__name__}")
-            if not text.strip():
-                raise InvalidInput(f"text {i} is empty")
-            if len(text) > self.max_chars:
+            if len(text) > self.max_chars:  # first: strip() copies the text
                 raise InvalidInput(f"text {i} has {len(text)} characters; the limit is "
                                    f"{self.max_chars}")
+            if not text.strip():
+                raise InvalidInput(f"text {i} is empty")
         sequences = self.tokenizer.texts_to_sequences(texts)
         return pad_sequences(sequences, self.max_length, padding=self.padding,
                              truncating=self.truncating)

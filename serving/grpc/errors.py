@@ -1,4 +1,10 @@
-"""ServingError → gRPC status, in exactly one place (a decorator on every handler)."""
+"""ServingError → gRPC status, in exactly one place (a decorator on every handler).
+
+Every call gets a request id (the client's ``x-request-id`` metadata, or a new one),
+sent back in the trailing metadata; the status message says what was wrong with the
+request, and what the server knows beyond that (a library's message, a stack) is
+logged with the id.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from serving import request_ids
 from serving.errors import ServingError
 
 logger = logging.getLogger(__name__)
@@ -31,20 +38,41 @@ def map_errors(handler: Handler[T]) -> Handler[T]:
 
     @functools.wraps(handler)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
+        request_id = request_ids.start(_sent_id(context))
+        trailing: tuple[tuple[str, str], ...] = ((request_ids.HEADER, request_id),)
+        context.set_trailing_metadata(trailing)
         try:
             return await handler(self, request, context)
         except ServingError as err:
+            message = err.message
             if err.retry_after_s is not None:
-                context.set_trailing_metadata((("retry-after", f"{err.retry_after_s:g}"),))
-            await context.abort(status_code(err), err.message)
+                trailing += (("retry-after", f"{err.retry_after_s:g}"),)
+                context.set_trailing_metadata(trailing)
+            if err.http_status >= 500:
+                logger.warning("request %s: %s: %s%s", request_id, handler.__qualname__,
+                               err.message, f" ({err.detail})" if err.detail else "")
+                message = f"{message} (request id {request_id})"
+            elif err.detail:
+                logger.debug("request %s: %s: %s (%s)", request_id, handler.__qualname__,
+                             err.message, err.detail)
+            await context.abort(status_code(err), message)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception:
-            logger.exception("unexpected error in %s", handler.__qualname__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal server error")
+            logger.exception("request %s: unexpected error in %s", request_id,
+                             handler.__qualname__)
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                f"internal server error (request id {request_id})")
         raise AssertionError("unreachable: context.abort raises")
 
     return wrapper
+
+
+def _sent_id(context: grpc.aio.ServicerContext) -> str | bytes | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == request_ids.HEADER:
+            return value
+    return None
 
 
 def deadline_of(context: grpc.aio.ServicerContext) -> float | None:

@@ -32,7 +32,8 @@ def feature_item(task: str, features: Any, index: int) -> Any:
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InvalidInput(f"example {index}: text must be UTF-8: {exc}") from exc
+            raise InvalidInput(f"example {index}: text must be UTF-8",
+                               detail=str(exc)) from exc
     if kind == "float_list" and task == "digit":
         return list(feature.float_list.value)
     if kind == "int64_list" and task == "digit":

@@ -66,7 +66,10 @@ def build_grpc_server(dataplane: DataPlane, settings: Settings) -> grpc.aio.Serv
     keys = load_api_keys(settings)
     interceptors = [ApiKeyInterceptor(keys, open_health=settings.open_health_and_metrics)] \
         if keys else []
-    server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
+    # Calls past the limit are answered RESOURCE_EXHAUSTED before their message is read:
+    # with the message size, this bounds the memory of messages in flight.
+    server = grpc.aio.server(interceptors=interceptors, options=server_options(settings),
+                             maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionService(dataplane), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(dataplane), server)
@@ -83,6 +86,6 @@ def build_grpc_server(dataplane: DataPlane, settings: Settings) -> grpc.aio.Serv
         raise RuntimeError(f"cannot bind gRPC to {address}")
     server.port = port  # type: ignore[attr-defined]
     server.health = health  # type: ignore[attr-defined]
-    logger.info("gRPC on %s:%d (max message %d bytes)", settings.host, port,
-                settings.grpc_max_message_bytes)
+    logger.info("gRPC on %s:%d (max message %d bytes, %d calls at once)", settings.host, port,
+                settings.grpc_max_message_bytes, settings.grpc_max_concurrent_rpcs)
     return server

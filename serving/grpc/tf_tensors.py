@@ -3,6 +3,8 @@
 Reads ``tensor_content`` (packed little-endian) and every typed ``*_val`` field TF
 Serving clients send (``half_val`` carries float16 bit patterns; a single value fills
 the whole shape, as in TensorFlow); DT_STRING becomes an object array of bytes.
+A request tensor is read as a ``WireTensor``: its declared dtype and shape first, the
+array (the fill included) only once the dataplane has admitted the declaration.
 Writes ``tensor_content`` for numbers (one copy, no per-element work) and
 ``string_val`` for bytes.
 """
@@ -15,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from serving.admission import MAX_RANK, WireTensor, declared_shape, object_array
 from serving.errors import InvalidInput
 from serving.grpc.generated.tensorflow.core.framework import (
     tensor_pb2,
@@ -49,19 +52,17 @@ def tf_dtype(dtype: np.dtype | str) -> Any:
 
 
 def _shape(proto: tensor_pb2.TensorProto, name: str) -> list[int]:
-    shape = [d.size for d in proto.tensor_shape.dim]
-    if proto.tensor_shape.unknown_rank or any(d < 0 for d in shape):
+    sizes = [d.size for d in proto.tensor_shape.dim[:MAX_RANK + 1]]  # more: refused anyway
+    if proto.tensor_shape.unknown_rank or any(d < 0 for d in sizes):
         raise InvalidInput(f"input {name!r}: a request tensor needs a fully known shape")
-    return shape
+    return list(declared_shape(name, sizes))
 
 
 def _strings(proto: tensor_pb2.TensorProto, size: int, name: str) -> np.ndarray:
-    values = list(proto.string_val)
-    if len(values) != size:
-        raise InvalidInput(f"input {name!r}: {len(values)} strings for {size} elements")
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
+    if len(proto.string_val) != size:  # counted before any is converted
+        raise InvalidInput(f"input {name!r}: {len(proto.string_val)} strings for {size} "
+                           f"elements")
+    return object_array(proto.string_val)
 
 
 def _typed(proto: tensor_pb2.TensorProto, dtype: np.dtype, field: str, name: str) -> np.ndarray:
@@ -71,16 +72,28 @@ def _typed(proto: tensor_pb2.TensorProto, dtype: np.dtype, field: str, name: str
             return np.asarray(values, dtype=np.uint16).view(np.float16)
         return np.asarray(values, dtype=dtype)
     except (OverflowError, ValueError) as exc:
-        raise InvalidInput(f"input {name!r}: values out of range for {dtype}: {exc}") from exc
+        raise InvalidInput(f"input {name!r}: values out of range for {dtype}",
+                           detail=str(exc)) from exc
 
 
-def to_numpy(proto: tensor_pb2.TensorProto, name: str = "tensor") -> np.ndarray:
+def to_wire(proto: tensor_pb2.TensorProto, name: str = "tensor") -> WireTensor:
+    """The tensor as declared (dtype, shape); its array is built by ``build()``."""
     if proto.dtype not in _BY_ENUM:
         label = types_pb2.DataType.Name(proto.dtype) if proto.dtype in \
             types_pb2.DataType.values() else str(proto.dtype)
         raise InvalidInput(f"input {name!r}: dtype {label} is not supported")
     dtype, field = _BY_ENUM[proto.dtype]
     shape = _shape(proto, name)
+    return WireTensor(name, dtype, tuple(shape),
+                      lambda: _build(proto, dtype, field, shape, name))
+
+
+def to_numpy(proto: tensor_pb2.TensorProto, name: str = "tensor") -> np.ndarray:
+    return to_wire(proto, name).build()
+
+
+def _build(proto: tensor_pb2.TensorProto, dtype: np.dtype, field: str, shape: list[int],
+           name: str) -> np.ndarray:
     size = math.prod(shape)
     if dtype.kind == "O":
         return _strings(proto, size, name).reshape(shape)
@@ -90,12 +103,13 @@ def to_numpy(proto: tensor_pb2.TensorProto, name: str = "tensor") -> np.ndarray:
                                f"bytes, shape {shape} of {dtype} needs {size * dtype.itemsize}")
         flat = np.frombuffer(proto.tensor_content, dtype=dtype.newbyteorder("<"))
         return flat.astype(dtype, copy=False).reshape(shape)
+    if len(getattr(proto, field)) not in (1, size):  # counted before any is converted
+        raise InvalidInput(f"input {name!r}: {len(getattr(proto, field))} values for "
+                           f"shape {shape}")
     flat = _typed(proto, dtype, field, name)
     if flat.size == size:
         return flat.reshape(shape)
-    if flat.size == 1:  # TensorFlow's rule: one value fills the tensor
-        return np.full(shape, flat[0], dtype=dtype)
-    raise InvalidInput(f"input {name!r}: {flat.size} values for shape {shape}")
+    return np.full(shape, flat[0], dtype=dtype)  # TensorFlow's rule: one value fills it
 
 
 def from_numpy(array: Any) -> tensor_pb2.TensorProto:

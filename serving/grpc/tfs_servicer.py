@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from serving.dataplane import DataPlane
-from serving.encoded_inputs import decode_string_inputs
 from serving.errors import InvalidInput, ModelNotFound
 from serving.grpc import tf_tensors
 from serving.grpc.errors import deadline_of, map_errors
@@ -90,8 +89,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         version = resolve_version(request.model_spec)
         served = self.dataplane.model(request.model_spec.name, version)
         _check_signature(request.model_spec, served)
-        inputs = {k: tf_tensors.to_numpy(v, k) for k, v in request.inputs.items()}
-        inputs = await decode_string_inputs(served, inputs)
+        # Declared only: the dataplane builds each tensor once its declaration is admitted.
+        inputs = {k: tf_tensors.to_wire(v, k) for k, v in request.inputs.items()}
         # The requested version, not served.version: a reload meanwhile is followed.
         result = await self.dataplane.infer(
             served.name, version, inputs, protocol=PROTOCOL,
@@ -121,7 +120,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.metadata["signature_def"].Pack(signatures)
         return response
 
-    async def _task_items(self, request: Any) -> tuple[ServedModel, list[Any]]:
+    async def _task_items(self, request: Any) -> tuple[ServedModel, Any]:
         served = self.dataplane.model(request.model_spec.name,
                                       resolve_version(request.model_spec))
         _check_signature(request.model_spec, served)
@@ -131,14 +130,16 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         which = request.input.WhichOneof("kind")
         if which is None:
             raise InvalidInput("input needs example_list or example_list_with_context")
-        examples = getattr(request.input, which).examples
-        task = served.manifest.task
-        return served, [feature_item(task, ex.features, i) for i, ex in enumerate(examples)]
+        return served, getattr(request.input, which).examples  # counted before it is read
 
-    async def _predict_task(self, served: ServedModel, items: list[Any],
+    async def _predict_task(self, served: ServedModel, examples: Any,
                             context: grpc.aio.ServicerContext) -> Any:
-        predict = getattr(self.dataplane, f"predict_{served.manifest.task}")
-        return await predict(items, model=served.name, version=served.version,
+        """Examples counted by the dataplane first, then read as the task's items."""
+        task = served.manifest.task
+        assert task is not None  # _task_items refused generic models
+        predict = getattr(self.dataplane, f"predict_{task}")
+        return await predict(examples, unwrap=lambda ex, i: feature_item(task, ex.features, i),
+                             model=served.name, version=served.version,
                              protocol=PROTOCOL, deadline=deadline_of(context))
 
     @map_errors

@@ -10,26 +10,17 @@ import grpc
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from serving.dataplane import DataPlane
-from serving.encoded_inputs import decode_string_inputs
 from serving.errors import InvalidInput
 from serving.grpc import v2_tensors
 from serving.grpc.errors import deadline_of, map_errors
 from serving.grpc.generated import grpc_predict_v2_pb2 as pb
 from serving.grpc.generated import grpc_predict_v2_pb2_grpc as pb_grpc
 from serving.grpc.v2_stream import InferStream
+from serving.versions import parse_version
 
 PROTOCOL = "grpc"
 PLATFORM = "onnxruntime_onnx"
 Context: TypeAlias = grpc.aio.ServicerContext
-
-
-def parse_version(version: str) -> int | None:
-    """The protocol's version string: empty = latest, else a positive integer."""
-    if not version:
-        return None
-    if not (version.isascii() and version.isdigit()) or int(version) < 1:
-        raise InvalidInput(f"model version must be a positive integer, got {version!r}")
-    return int(version)
 
 
 def repository_model_name(request: Any) -> str:
@@ -113,11 +104,9 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     async def _infer(self, request: pb.ModelInferRequest,
                      deadline: float | None) -> pb.ModelInferResponse:
         version = parse_version(request.model_version)
-        served = self.dataplane.model(request.model_name, version)
-        inputs = await decode_string_inputs(served, v2_tensors.request_inputs(request))
+        inputs = v2_tensors.request_inputs(request)  # declared; built once admitted
         wanted = [out.name for out in request.outputs] or None
-        # The requested version, not served.version: a reload meanwhile is followed.
-        result = await self.dataplane.infer(served.name, version, inputs,
+        result = await self.dataplane.infer(request.model_name, version, inputs,
                                             protocol=PROTOCOL, deadline=deadline,
                                             output_names=wanted)
         response = pb.ModelInferResponse(model_name=result.model_name,

@@ -7,6 +7,7 @@ Outputs are always written raw, as Triton does: one copy per tensor.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from serving.admission import MAX_RANK, WireTensor, declared_shape, object_array
 from serving.errors import InvalidInput
 from serving.grpc.generated import grpc_predict_v2_pb2 as pb
 from serving.v2_datatypes import NUMPY_TO_V2, V2_TO_NUMPY, decode_bytes
@@ -43,12 +45,8 @@ def v2_datatype(dtype: np.dtype | str) -> str:
 def _spec(tensor: pb.ModelInferRequest.InferInputTensor) -> tuple[np.dtype, list[int], int]:
     if tensor.datatype not in V2_TO_NUMPY:
         raise InvalidInput(f"input {tensor.name!r}: unknown datatype {tensor.datatype!r}")
-    shape = list(tensor.shape)
-    if any(d < 0 for d in shape):
-        raise InvalidInput(f"input {tensor.name!r}: shape {shape} has a negative dimension")
+    shape = list(declared_shape(tensor.name, list(tensor.shape[:MAX_RANK + 1])))
     return np.dtype(V2_TO_NUMPY[tensor.datatype]), shape, math.prod(shape)
-
-
 
 
 def encode_bytes(values: np.ndarray) -> bytes:
@@ -76,30 +74,32 @@ def from_contents(tensor: pb.ModelInferRequest.InferInputTensor) -> np.ndarray:
     if tensor.datatype == "FP16":
         raise InvalidInput(f"input {tensor.name!r}: FP16 must be sent in raw_input_contents")
     values = getattr(tensor.contents, _CONTENTS[tensor.datatype])
-    if len(values) != size:
+    if len(values) != size:  # counted before any is converted
         raise InvalidInput(f"input {tensor.name!r}: {len(values)} values for shape {shape}")
     if dtype.kind == "O":
-        out = np.empty(size, dtype=object)
-        out[:] = list(values)
-        return out.reshape(shape)
+        return object_array(values).reshape(shape)
     try:
         return np.asarray(values, dtype=dtype).reshape(shape)
     except (OverflowError, ValueError) as exc:
         raise InvalidInput(f"input {tensor.name!r}: values out of range for "
-                           f"{tensor.datatype}: {exc}") from exc
+                           f"{tensor.datatype}", detail=str(exc)) from exc
 
 
-def request_inputs(request: pb.ModelInferRequest) -> dict[str, np.ndarray]:
-    """Every input of a ModelInferRequest as numpy (raw or typed, not mixed)."""
+def request_inputs(request: pb.ModelInferRequest) -> dict[str, WireTensor]:
+    """Every input of a ModelInferRequest, declared (raw or typed, not mixed); each builds
+    its array only once the dataplane has admitted its declaration."""
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
         raise InvalidInput(f"raw_input_contents has {len(raw)} entries for "
                            f"{len(request.inputs)} inputs (raw must be used for all inputs)")
-    inputs: dict[str, np.ndarray] = {}
+    inputs: dict[str, WireTensor] = {}
     for i, tensor in enumerate(request.inputs):
         if tensor.name in inputs:
             raise InvalidInput(f"input {tensor.name!r} is given twice")
-        inputs[tensor.name] = from_raw(tensor, raw[i]) if raw else from_contents(tensor)
+        dtype, shape, _ = _spec(tensor)
+        build = functools.partial(from_raw, tensor, raw[i]) if raw else \
+            functools.partial(from_contents, tensor)
+        inputs[tensor.name] = WireTensor(tensor.name, dtype, tuple(shape), build)
     return inputs
 
 

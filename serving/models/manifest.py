@@ -117,8 +117,8 @@ class Manifest(BaseModel):
         """Requests can be merged along a first, dynamic dimension of every tensor."""
         return all(spec.batched for spec in [*self.inputs, *self.outputs])
 
-    def output_spec(self, name: str) -> TensorSpec:
-        for spec in self.outputs:
+    def input_spec(self, name: str) -> TensorSpec:
+        for spec in self.inputs:
             if spec.name == name:
                 return spec
         raise KeyError(name)
@@ -144,12 +144,16 @@ def read_manifest(version_dir: Path) -> Manifest:
     path = version_dir / MANIFEST_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from exc
+    except OSError as exc:  # the reason without the path: reasons reach API clients
+        raise ValueError(f"cannot read {MANIFEST_FILE}: {exc.strerror or 'unreadable'}") \
+            from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{MANIFEST_FILE} is not valid JSON (line {exc.lineno}, column "
+                         f"{exc.colno})") from exc
     manifest = Manifest.model_validate(data)
     if str(manifest.version) != version_dir.name:
-        raise ValueError(f"{path}: version {manifest.version} does not match directory "
-                         f"{version_dir.name}")
+        raise ValueError(f"{MANIFEST_FILE}: version {manifest.version} does not match "
+                         f"directory {version_dir.name}")
     return manifest
 
 

@@ -143,9 +143,9 @@ class ModelRegistry:
             await asyncio.to_thread(open_version, served, self.settings)
             await self._start_batcher(served)
         except Exception as exc:  # any failure is reported and the version skipped
-            served.fail(f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError)
-                        else str(exc))
-            log.error("model %s version %d failed to load: %s", name, version, served.error)
+            served.fail(load_failure(exc))
+            log.error("model %s version %d failed to load: %s: %s", name, version,
+                      type(exc).__name__, exc)
             await served.shutdown(0.0)
             served.model = None
         else:
@@ -242,6 +242,17 @@ class ModelRegistry:
     def _set_gauge(self, served: ServedModel) -> None:
         if self.metrics is not None:
             self.metrics.set_model_loaded(served.name, served.version, served.state == AVAILABLE)
+
+
+def load_failure(exc: Exception) -> str:
+    """The reason a version failed to load, as API clients read it (model status, the
+    repository index): our own checks' messages (ValueError: manifest, checksum,
+    signature), else the kind of failure only; the runtime's message, which names
+    absolute paths, goes to the log."""
+    if isinstance(exc, ValueError):
+        return str(exc)
+    return (f"the model could not be opened ({type(exc).__name__}); the server log has "
+            f"the details")
 
 
 def describe(served: ServedModel) -> dict[str, object]:

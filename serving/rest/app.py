@@ -20,7 +20,7 @@ from serving.rest.hot_asgi import AsgiHotLane
 from serving.rest.hot_protocol import ProtocolHotLane
 from serving.rest.hot_routes import HotRoutes
 from serving.rest.lifetime import RequestLifetimeMiddleware
-from serving.rest.middleware import GatewayMiddleware
+from serving.rest.middleware import GatewayMiddleware, RequestIdMiddleware
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -102,6 +102,8 @@ def _layers(settings: Settings) -> list[tuple[Any, dict[str, Any]]]:
                              "open_pages": settings.open_pages}),
         # Deadlines count from arrival; a client that hangs up leaves the batch queue.
         (RequestLifetimeMiddleware, {}),
+        # Outside the gateway, so its refusals (401, 413) carry the id too.
+        (RequestIdMiddleware, {}),
     ]
     # Outermost, so CORS preflights (which carry no API key) are answered first.
     if settings.cors_origins:

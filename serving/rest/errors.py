@@ -1,7 +1,10 @@
 """The one place REST turns errors into responses: ``{"error": "..."}`` with the error's status.
 
 TF Serving's REST API and the Open Inference Protocol both answer errors as
-``{"error": "<message>"}``; the task endpoints use the same shape.
+``{"error": "<message>"}``; the task endpoints use the same shape. The body says what
+was wrong with the request; what the server knows beyond that (a library's message,
+a stack) is logged with the request id, which the response carries in ``x-request-id``
+(and, for server errors, in the message).
 """
 
 from __future__ import annotations
@@ -13,15 +16,21 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from serving import request_ids
 from serving.errors import ServingError
 
 logger = logging.getLogger(__name__)
 
 
+def error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps({"error": message}), status_code=status,
+    return Response(error_body(message), status_code=status,
                     media_type="application/json", headers=headers)
 
 
@@ -29,15 +38,27 @@ def serving_error_response(request: Request, exc: ServingError) -> Response:
     headers = None
     if exc.http_status == 503 and exc.retry_after_s is not None:
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    request_id = request_ids.current.get()
+    message = exc.message
     if exc.http_status >= 500:
-        logger.warning("%s %s: %s", request.method, request.url.path, exc.message)
-    return error_response(exc.http_status, exc.message, headers)
+        logger.warning("request %s: %s %s: %s%s", request_id, request.method,
+                       request.url.path, exc.message, f" ({exc.detail})" if exc.detail else "")
+        message = f"{message} (request id {request_id})"
+    elif exc.detail:
+        logger.debug("request %s: %s %s: %s (%s)", request_id, request.method,
+                     request.url.path, exc.message, exc.detail)
+    return error_response(exc.http_status, message, headers)
 
 
 def unexpected_error_response(request: Request, exc: Exception) -> Response:
-    logger.exception("unhandled error in %s %s", request.method, request.url.path,
-                     exc_info=exc)
-    return error_response(500, f"internal error: {type(exc).__name__}")
+    request_id = request_ids.current.get()
+    if isinstance(exc, ClientDisconnect):  # nobody reads this answer
+        logger.debug("request %s: client left during %s %s", request_id, request.method,
+                     request.url.path)
+        return error_response(400, "client disconnected")
+    logger.error("request %s: unhandled error in %s %s", request_id, request.method,
+                 request.url.path, exc_info=exc)
+    return error_response(500, f"internal server error (request id {request_id})")
 
 
 async def _serving_error(request: Request, exc: Exception) -> Response:

@@ -10,7 +10,13 @@ its endpoint and writes the answer, keeping what those layers did:
 - API keys and the declared body size (``GatewayMiddleware.refuse``), and the size of a
   chunked body while it streams in, answered 401/413 before any work;
 - a client that hangs up cancels its request (leaving the batch queue unread);
-- errors become the app's error responses (hot_asgi.answer).
+- errors become the app's error responses (hot_asgi.answer);
+- the request id (``x-request-id``, RequestIdMiddleware's job on the ASGI path).
+
+The connection limits (head size, slow heads and bodies, the body budget, connection
+count) apply to every request, hot or not: this protocol is a LimitedHttpToolsProtocol
+(connection_limits.py), and a hot request releases its share of the body budget when
+it ends.
 
 Everything else (pipelining, keep-alive, 100-continue, flow control, graceful shutdown)
 stays uvicorn's: a hot request still has uvicorn's RequestResponseCycle and answers
@@ -26,15 +32,22 @@ import time
 from typing import Any, cast
 
 from starlette.requests import Request
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
+from serving import request_ids
 from serving.errors import PayloadTooLarge
+from serving.rest.connection_limits import (
+    ConnectionLimits,
+    LimitedHttpToolsProtocol,
+    limited_class,
+)
 from serving.rest.errors import error_response, serving_error_response
 from serving.rest.hot_asgi import Endpoint, answer
 from serving.rest.hot_routes import HotRoutes
 from serving.rest.middleware import GatewayMiddleware
 
 logger = logging.getLogger(__name__)
+_REQUEST_ID = request_ids.HEADER.encode()
 
 
 class ProtocolHotLane:
@@ -57,21 +70,24 @@ class ProtocolHotLane:
     async def serve(self, cycle: RequestResponseCycle, endpoint: Endpoint) -> None:
         scope = cast(dict[str, Any], cycle.scope)
         scope["state"]["arrived"] = time.monotonic()
+        request_id = request_ids.start(next(
+            (v for k, v in scope["headers"] if k == _REQUEST_ID), None)).encode()
         refusal = self.gateway.refuse(scope)
         if refusal is not None:
             status, message, headers = refusal
             await _send(cycle, error_response(status, message,
-                                              {k.decode(): v.decode() for k, v in headers}))
+                                              {k.decode(): v.decode() for k, v in headers}),
+                        request_id)
             return
         try:
             body = await self._read_body(cycle)
         except PayloadTooLarge as exc:  # a chunked upload past the limit
-            await _send(cycle, serving_error_response(Request(scope), exc))
+            await _send(cycle, serving_error_response(Request(scope), exc), request_id)
             return
         if body is None:
             return  # the client left
         response = await answer(endpoint, _ReadRequest(scope, body))
-        await _send(cycle, response)
+        await _send(cycle, response, request_id)
 
     async def _read_body(self, cycle: RequestResponseCycle) -> bytes | None:
         """The whole body, or None when the client left; PayloadTooLarge past the limit."""
@@ -117,27 +133,29 @@ def _replay(body: bytes) -> Any:
     return receive
 
 
-async def _send(cycle: RequestResponseCycle, response: Any) -> None:
+async def _send(cycle: RequestResponseCycle, response: Any, request_id: bytes) -> None:
     await cycle.send({"type": "http.response.start", "status": response.status_code,
-                      "headers": response.raw_headers})
+                      "headers": [*response.raw_headers, (_REQUEST_ID, request_id)]})
     await cycle.send({"type": "http.response.body", "body": response.body})
 
 
-def protocol_class(lane: ProtocolHotLane) -> type[HttpToolsProtocol]:
-    """An HttpToolsProtocol subclass bound to ``lane`` (uvicorn.Config(http=...))."""
+def protocol_class(lane: ProtocolHotLane,
+                   limits: ConnectionLimits) -> type[LimitedHttpToolsProtocol]:
+    """The limited httptools protocol bound to ``lane`` and ``limits``
+    (uvicorn.Config(http=...))."""
 
-    class HotHttpToolsProtocol(HttpToolsProtocol):
+    class HotHttpToolsProtocol(LimitedHttpToolsProtocol):
         _hot_task: asyncio.Task[None] | None = None
 
-        def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-            # ``app`` differs from self.app only when uvicorn answers 503 itself.
-            endpoint = (lane.endpoint_for(cast(dict[str, Any], cycle.scope))
-                        if app is self.app else None)
+        def _start_app_task(self, cycle: RequestResponseCycle, reserved: int) -> None:
+            endpoint = lane.endpoint_for(cast(dict[str, Any], cycle.scope))
             if endpoint is None:
-                super()._start_asgi_task(cycle, app)
+                super()._start_app_task(cycle, reserved)
                 return
             task = self.loop.create_task(_run(cycle, lane, endpoint))
             task.add_done_callback(self.tasks.discard)
+            if reserved:
+                task.add_done_callback(lambda _: self.limits.release_body(reserved))
             self.tasks.add(task)
             self._hot_task = task
 
@@ -147,7 +165,7 @@ def protocol_class(lane: ProtocolHotLane) -> type[HttpToolsProtocol]:
             if task is not None and not task.done():
                 task.cancel()  # the client left: its queued item is dropped unread
 
-    return HotHttpToolsProtocol
+    return limited_class(limits, HotHttpToolsProtocol)
 
 
 async def _run(cycle: RequestResponseCycle, lane: ProtocolHotLane, endpoint: Endpoint) -> None:

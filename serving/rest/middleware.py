@@ -1,4 +1,5 @@
-"""Pure ASGI middleware (no per-request tasks): body size limit and optional API keys.
+"""Pure ASGI middleware (no per-request tasks): request ids, body size limit and optional
+API keys.
 
 With keys configured, health and /metrics stay open when ``open_health_and_metrics``
 says so, and the pages a browser loads (the playground at / and /docs, with their
@@ -13,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving import request_ids
 from serving.auth import key_allowed
 from serving.errors import PayloadTooLarge
+from serving.rest.errors import error_body
 
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
 # The pages and the live view they poll: a browser cannot add a key to a page it opens.
@@ -27,7 +29,7 @@ PAGE_PREFIXES = ("/playground/static/", "/docs/static/")
 
 async def _send_error(send: Send, status: int, message: str,
                       extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
-    body = orjson.dumps({"error": message})
+    body = error_body(message)
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -95,3 +97,27 @@ class GatewayMiddleware:
                     raise self.too_large()
             return message
         return limited
+
+
+class RequestIdMiddleware:
+    """Sets the request's id (the client's ``x-request-id``, or a new one) for the handlers'
+    logs, and adds it to the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = next((v for k, v in scope["headers"] if k == _HEADER), None)
+        header = (_HEADER, request_ids.start(sent).encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+        await self.app(scope, receive, send_with_id)
+
+
+_HEADER = request_ids.HEADER.encode()

@@ -25,7 +25,7 @@ def b64decode(value: Any, what: str = "value") -> bytes:
             return base64.urlsafe_b64decode(value)
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidInput(f"{what} is not valid base64: {exc}") from exc
+        raise InvalidInput(f"{what} is not valid base64", detail=str(exc)) from exc
 
 
 def is_b64(value: Any) -> bool:
@@ -68,7 +68,8 @@ async def read_payload(request: Request) -> tuple[str, Any]:
         try:
             return "text", body.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InvalidInput(f"text body is not valid UTF-8: {exc}") from exc
+            raise InvalidInput(f"text body is not valid UTF-8 (byte {exc.start})",
+                               detail=str(exc)) from exc
     if kind in ("", "application/json") or kind.endswith("+json"):
         return "json", parse_json(body)
     if kind == "application/x-www-form-urlencoded" and body[:1] in (b"{", b"["):

@@ -34,8 +34,9 @@ from serving.auth import load_api_keys
 from serving.codecs import ImageCodec
 from serving.dataplane import DataPlane
 from serving.errors import InvalidInput
-from serving.rest.body import JSON, json_response, parse_version
+from serving.rest.body import JSON, json_response
 from serving.rest.task_routes import image_items
+from serving.versions import parse_version
 
 if TYPE_CHECKING:
     from serving.metrics import Metrics

@@ -12,15 +12,16 @@ from serving.config import Settings
 from serving.dataplane import DataPlane
 from serving.errors import InvalidInput
 from serving.rest.body import (
+    check_json_cost,
     json_response,
     media_type,
-    parse_version,
     query_int,
     request_deadline,
 )
 from serving.rest.hot_asgi import Endpoint
 from serving.rest.json_tensors import numeric_field
 from serving.rest.payloads import image_bytes, is_b64, read_payload
+from serving.versions import parse_version
 
 PROTOCOL = "rest"
 
@@ -38,6 +39,9 @@ def _one_or_many(data: dict[str, Any], many: str, one: str, what: str) -> list[A
 
 
 async def digit_items(request: Request) -> list[Any]:
+    """Images (bytes), {"b64"} objects or numbers: unwrapped by ``digit_item`` once the
+    dataplane has counted them. Numbers in JSON are read straight into numpy when they
+    can be (``digit_numbers``)."""
     numbers = await digit_numbers(request)
     if numbers is not None:
         return numbers
@@ -46,8 +50,11 @@ async def digit_items(request: Request) -> list[Any]:
         return payload if kind == "files" else [payload]
     if kind != "json" or not isinstance(payload, dict):
         raise InvalidInput("digit body must be a JSON object, an image or a multipart upload")
-    items = _one_or_many(payload, "inputs", "input", "digits")
-    return [image_bytes(it, f"digit {i}") if is_b64(it) else it for i, it in enumerate(items)]
+    return _one_or_many(payload, "inputs", "input", "digits")
+
+
+def digit_item(item: Any, index: int) -> Any:
+    return image_bytes(item, f"digit {index}") if is_b64(item) else item
 
 
 DIGIT_KEYS = frozenset({"input", "inputs"})
@@ -59,7 +66,9 @@ async def digit_numbers(request: Request) -> list[Any] | None:
     other body, which the general path reads (and refuses, when it must)."""
     if media_type(request) not in ("", "application/json"):
         return None
-    found = numeric_field(await request.body(), DIGIT_KEYS)
+    body = await request.body()
+    check_json_cost(body)  # the same limits as the general parse
+    found = numeric_field(body, DIGIT_KEYS)
     if found is None:
         return None
     key, array = found
@@ -79,14 +88,19 @@ async def text_items(request: Request) -> list[Any]:
     return _one_or_many(payload, "texts", "text", "strings")
 
 
-async def image_items(request: Request) -> list[bytes]:
+async def image_items(request: Request) -> list[Any]:
+    """Images (bytes) or base64 strings / {"b64"} objects: unwrapped by ``image_item``
+    once the dataplane has counted them."""
     kind, payload = await read_payload(request)
     if kind in ("files", "raw"):
         return payload if kind == "files" else [payload]
     if kind != "json" or not isinstance(payload, dict):
         raise InvalidInput("image body must be an image, a multipart upload or JSON base64")
-    items = _one_or_many(payload, "images", "image", "base64 images")
-    return [image_bytes(it, f"image {i}") for i, it in enumerate(items)]
+    return _one_or_many(payload, "images", "image", "base64 images")
+
+
+def image_item(item: Any, index: int) -> bytes:
+    return item if isinstance(item, bytes) else image_bytes(item, f"image {index}")
 
 
 def _example(body: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +128,7 @@ def endpoints(dataplane: DataPlane, settings: Settings) -> dict[str, Endpoint]:
     async def predict_digit(request: Request) -> Response:
         """A digit image (raw, multipart or {"b64"}), or 784 numbers / a 28x28 array."""
         items = await digit_items(request)
-        result = await dataplane.predict_digit(items, **options(request))
+        result = await dataplane.predict_digit(items, unwrap=digit_item, **options(request))
         return json_response(result.to_dict())
 
     async def predict_text(request: Request) -> Response:
@@ -126,7 +140,7 @@ def endpoints(dataplane: DataPlane, settings: Settings) -> dict[str, Endpoint]:
     async def predict_image(request: Request) -> Response:
         """Multipart "file" fields, a raw image/* body, or JSON base64 images."""
         items = await image_items(request)
-        result = await dataplane.predict_image(items, **options(request))
+        result = await dataplane.predict_image(items, unwrap=image_item, **options(request))
         return json_response(result.to_dict())
 
     return {"/v1/digit:predict": predict_digit, "/v1/text:predict": predict_text,

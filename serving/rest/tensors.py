@@ -32,7 +32,7 @@ def to_array(values: Any, dtype: str, name: str) -> np.ndarray:
             return np.asarray(values, dtype=target)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidInput(f"input {name!r}: values do not form a {dtype} tensor "
-                           f"(ragged, or not numbers): {exc}") from exc
+                           f"(ragged, or not numbers)", detail=str(exc)) from exc
 
 
 def _fast_floats(values: Any) -> np.ndarray | None:
@@ -70,9 +70,3 @@ def first_leaf(values: Any) -> Any:
     while isinstance(values, list) and values:
         values = values[0]
     return values
-
-
-def v2_shape(shape: Any, name: str) -> list[int]:
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise InvalidInput(f"input {name!r}: shape must be a list of non-negative integers")
-    return shape

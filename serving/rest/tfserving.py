@@ -17,17 +17,23 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from serving import tasks
-from serving.codecs import DigitCodec, ImageCodec, TextCodec
+from serving.admission import OBJECT, WireTensor, object_array
 from serving.config import Settings
 from serving.dataplane import DataPlane
 from serving.errors import InvalidInput, ModelNotFound
 from serving.models.manifest import TensorSpec
-from serving.rest.body import json_response, parse_json_object, parse_version, request_deadline
+from serving.rest.body import (
+    MAX_JSON_VALUES,
+    check_json_cost,
+    json_response,
+    parse_json_object,
+    request_deadline,
+)
 from serving.rest.hot_routes import TensorEndpoint
 from serving.rest.json_tensors import numeric_tensor
 from serving.rest.payloads import b64decode, image_bytes, is_b64
 from serving.rest.tensors import NUMPY_TO_TF, first_leaf, to_array
+from serving.versions import parse_version
 
 if TYPE_CHECKING:
     from serving.models.registry import ServedModel
@@ -77,28 +83,27 @@ def string_tensor(values: Any, name: str) -> np.ndarray:
     return arr
 
 
-def to_tensor(served: ServedModel, spec: TensorSpec, values: Any) -> np.ndarray:
-    """JSON values for one input → array; b64 images and raw strings go through the codec."""
-    if spec.dtype == "object":
-        return string_tensor(values, spec.name)
+def to_tensor(served: ServedModel, spec: TensorSpec, values: Any) -> WireTensor:
+    """JSON values for one input: numbers → its array; a string input's strings and
+    ``{"b64"}`` values → its string tensor; ``{"b64"}`` values (encoded images) and, for a
+    text model, strings → a string tensor of items, for the dataplane to count and then
+    decode with the model's codec (base64 is undone only after the count)."""
+    if spec.dtype == "object":  # its cost is bounded by the body's (check_json_cost)
+        return WireTensor.of(spec.name, string_tensor(values, spec.name))
     leaf = first_leaf(values)
-    task = served.manifest.task
-    if is_b64(leaf) and task in ("image", "digit"):
+    if is_b64(leaf) or (isinstance(leaf, str) and served.manifest.task == "text"):
         items = values if isinstance(values, list) else [values]
-        blobs = [image_bytes(it, f"instance {i}") for i, it in enumerate(items)]
-        if task == "image":
-            return tasks.decode_images(served.codec_as(ImageCodec), blobs)
-        return tasks.decode_digits(served.codec_as(DigitCodec), blobs)
-    if isinstance(leaf, str) and task == "text":
-        return tasks.encode_texts(served.codec_as(TextCodec),
-                                  values if isinstance(values, list) else [values])
-    if is_b64(leaf):
-        raise InvalidInput(f"input {spec.name!r} is {spec.dtype}; b64 values are accepted "
-                           f"only for image and digit models")
-    return to_array(values, spec.dtype, spec.name)
+        return WireTensor(spec.name, OBJECT, (len(items),),
+                          lambda: _items(items, binary=is_b64(leaf)))
+    return WireTensor.of(spec.name, to_array(values, spec.dtype, spec.name))
 
 
-def row_inputs(served: ServedModel, instances: Any) -> dict[str, np.ndarray]:
+def _items(values: list[Any], *, binary: bool) -> np.ndarray:
+    return object_array([image_bytes(v, f"instance {i}") for i, v in enumerate(values)]
+                        if binary else values)
+
+
+def row_inputs(served: ServedModel, instances: Any) -> dict[str, WireTensor]:
     specs = served.manifest.inputs
     if not isinstance(instances, list) or not instances:
         raise InvalidInput("'instances' must be a non-empty list")
@@ -119,7 +124,7 @@ def row_inputs(served: ServedModel, instances: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def columnar_inputs(served: ServedModel, inputs: Any) -> dict[str, np.ndarray]:
+def columnar_inputs(served: ServedModel, inputs: Any) -> dict[str, WireTensor]:
     specs = served.manifest.inputs
     if isinstance(inputs, dict) and not is_b64(inputs):
         unknown = sorted(set(inputs) - {s.name for s in specs})
@@ -155,9 +160,10 @@ def predict_endpoint(dataplane: DataPlane, settings: Settings) -> TensorEndpoint
     """``:predict`` for (request, model name, version segment, label segment): FastAPI's
     routes below and the hot lanes (hot_routes.py) answer with it."""
 
-    def parsed(raw: bytes, name: str,
-               version: int | None) -> tuple[ServedModel, dict[str, np.ndarray], bool]:
+    def parsed(raw: bytes, name: str, version: int | None
+               ) -> tuple[ServedModel, dict[str, np.ndarray] | dict[str, WireTensor], bool]:
         """(model, inputs, row format?) of a predict body."""
+        check_json_cost(raw, MAX_JSON_VALUES)  # simdjson's parse, then orjson's if it must
         served = dataplane.model(name, version)
         signature = served.manifest.signature_name
         if (fast := numeric_tensor(raw, signature)) is not None:

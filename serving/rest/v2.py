@@ -6,6 +6,7 @@ extension (``Inference-Header-Content-Length``) is handled in v2_binary.py.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -13,17 +14,26 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from serving.admission import MAX_RANK, WireTensor, declared_shape, object_array
 from serving.config import Settings
 from serving.dataplane import DataPlane
-from serving.encoded_inputs import decode_string_inputs
 from serving.errors import InvalidInput
 from serving.models.manifest import TensorSpec
-from serving.rest import json_v2, v2_binary
-from serving.rest.body import json_response, parse_json, parse_version, request_deadline
+from serving.rest import v2_binary
+from serving.rest.body import (
+    MAX_JSON_VALUES,
+    MAX_PLAIN_JSON_VALUES,
+    check_json_cost,
+    json_response,
+    parse_json,
+    request_deadline,
+)
 from serving.rest.errors import error_response
 from serving.rest.hot_routes import TensorEndpoint
-from serving.rest.tensors import to_array, v2_shape
+from serving.rest.json_tensors import v2_request
+from serving.rest.tensors import to_array
 from serving.v2_datatypes import NUMPY_TO_V2, V2_TO_NUMPY
+from serving.versions import parse_version
 
 if TYPE_CHECKING:
     from serving.models.registry import ServedModel
@@ -47,14 +57,15 @@ def model_metadata(dataplane: DataPlane, served: ServedModel) -> dict[str, Any]:
                            "labels": manifest.labels, "providers": served.providers}}
 
 
-def json_tensor(item: dict[str, Any], spec: TensorSpec | None) -> np.ndarray:
-    """One v2 JSON input → array of its declared datatype and shape."""
+def json_tensor(item: dict[str, Any], spec: TensorSpec | None) -> WireTensor:
+    """One v2 JSON input, declared: its datatype and shape; the array is built once the
+    dataplane has admitted them."""
     name = item.get("name")
     datatype = item.get("datatype")
     if not isinstance(name, str) or datatype not in V2_TO_NUMPY:
         raise InvalidInput(f"input {name!r}: needs a name and a datatype from "
                            f"{sorted(V2_TO_NUMPY)}, got {datatype!r}")
-    shape = v2_shape(item.get("shape"), name)
+    shape = declared_shape(name, item.get("shape"))
     # BYTES for a numeric input: encoded items (images, texts) for the model's codec.
     if spec is not None and V2_TO_NUMPY[datatype] != spec.dtype and datatype != "BYTES":
         raise InvalidInput(f"input {name!r} must be {NUMPY_TO_V2[spec.dtype]} (or BYTES "
@@ -62,32 +73,71 @@ def json_tensor(item: dict[str, Any], spec: TensorSpec | None) -> np.ndarray:
     if "data" not in item:
         raise InvalidInput(f"input {name!r} has no 'data'")
     data = item["data"]
-    arr = to_array(data, V2_TO_NUMPY[datatype], name) if datatype != "BYTES" else \
-        np.asarray(data, dtype=object)
-    if arr.size != int(np.prod(shape)):
-        raise InvalidInput(f"input {name!r}: shape {shape} needs {int(np.prod(shape))} "
-                           f"values, got {arr.size}")
+    return WireTensor(name, np.dtype(V2_TO_NUMPY[datatype]), shape,
+                      lambda: _json_array(name, datatype, shape, data))
+
+
+def _json_array(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray:
+    size = math.prod(shape)
+    if datatype == "BYTES":
+        arr = _strings(name, data, size)
+    else:
+        arr = to_array(data, V2_TO_NUMPY[datatype], name)
+    if arr.size != size:
+        raise InvalidInput(f"input {name!r}: shape {list(shape)} needs {size} values, "
+                           f"got {arr.size}")
     return arr.reshape(shape)
 
 
+def _strings(name: str, data: Any, size: int) -> np.ndarray:
+    """BYTES elements in JSON: strings (flat or nested lists of them), at most ``size``
+    of them; anything else is the client's mistake, named."""
+    found: list[str] = []
+
+    def walk(value: Any, depth: int) -> None:
+        if isinstance(value, str):
+            if len(found) == size:
+                raise InvalidInput(f"input {name!r}: more BYTES elements than its shape "
+                                   f"holds ({size})")
+            found.append(value)
+        elif isinstance(value, list) and depth < MAX_RANK:
+            for element in value:
+                walk(element, depth + 1)
+        else:
+            raise InvalidInput(f"input {name!r}: BYTES elements in JSON must be strings, "
+                               f"got {type(value).__name__}")
+    walk(data, 0)
+    return object_array(found)
+
+
+def request_id(body: dict[str, Any]) -> str | None:
+    """The request's ``id``, echoed in the response: a string, as the protocol says."""
+    value = body.get("id")
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidInput(f"'id' must be a string, got {type(value).__name__}")
+
+
 def parse_request(body: dict[str, Any], served: ServedModel, binary: bytes
-                  ) -> tuple[dict[str, np.ndarray], list[str] | None, set[str]]:
+                  ) -> tuple[dict[str, WireTensor], list[str] | None, set[str]]:
     """→ (inputs, requested output names or None, names of outputs wanted as binary)."""
     specs = {s.name: s for s in served.manifest.inputs}
     items = body.get("inputs")
     if not isinstance(items, list) or not items:
         raise InvalidInput("'inputs' must be a non-empty list of tensors")
     offset = 0
-    inputs: dict[str, np.ndarray] = {}
+    inputs: dict[str, WireTensor] = {}
     for item in items:
         if not isinstance(item, dict):
             raise InvalidInput("each input must be an object")
         size = v2_binary.binary_size(item)
         if size is None:
-            arr = json_tensor(item, specs.get(str(item.get("name"))))
+            tensor = json_tensor(item, specs.get(str(item.get("name"))))
         else:
-            arr, offset = v2_binary.read_tensor(item, binary, offset, size)
-        inputs[item["name"]] = arr
+            tensor, offset = v2_binary.read_tensor(item, binary, offset, size)
+        if tensor.name in inputs:
+            raise InvalidInput(f"input {tensor.name!r} is given twice")
+        inputs[tensor.name] = tensor
     if offset != len(binary):
         raise InvalidInput(f"binary data holds {len(binary)} bytes; inputs used {offset}")
     return inputs, *v2_binary.requested_outputs(body)
@@ -102,19 +152,22 @@ def infer_endpoint(dataplane: DataPlane, settings: Settings) -> TensorEndpoint:
         version = parse_version(version_text)
         served = dataplane.model(name, version)
         header, binary = v2_binary.split_body(request.headers, await request.body())
-        body = json_v2.parse_body(header)  # numbers straight into numpy
-        if body is None:  # what it does not recognise, parsed (and refused) the general way
-            body = parse_json(header)
+        check_json_cost(header, MAX_JSON_VALUES)
+        body = v2_request(header, MAX_PLAIN_JSON_VALUES) or parse_json(header)
         if not isinstance(body, dict):
             raise InvalidInput("request body must be a JSON object")
+        echo = request_id(body)
         inputs, wanted, as_binary = parse_request(body, served, binary)
-        inputs = await decode_string_inputs(served, inputs)
-        result = await dataplane.infer(
-            served.name, version, inputs, protocol=PROTOCOL, output_names=wanted,
-            deadline=request_deadline(request, settings.request_timeout_s))
+        call = dataplane.infer(served.name, version, inputs, protocol=PROTOCOL,
+                               output_names=wanted,
+                               deadline=request_deadline(request, settings.request_timeout_s))
+        # The parsed JSON is the inputs' now: the dataplane lets it go once it has built
+        # the tensors, unless this frame still holds it.
+        del body, inputs
+        result = await call
         response = {"model_name": result.model_name, "model_version": str(result.model_version)}
-        if "id" in body:
-            response["id"] = body["id"]
+        if echo is not None:
+            response["id"] = echo
         return v2_binary.encode_response(response, result.outputs, as_binary)
 
     return infer

@@ -10,6 +10,7 @@ Outputs asked for with ``"binary_data": true`` (or request-level
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Mapping
 from typing import Any
@@ -18,9 +19,9 @@ import numpy as np
 import orjson
 from starlette.responses import Response
 
+from serving.admission import WireTensor, declared_shape
 from serving.errors import InvalidInput
 from serving.rest.body import json_response
-from serving.rest.tensors import v2_shape
 from serving.v2_datatypes import NUMPY_TO_V2, V2_TO_NUMPY, decode_bytes
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -52,26 +53,31 @@ def binary_size(item: dict[str, Any]) -> int | None:
 
 
 def read_tensor(item: dict[str, Any], binary: bytes, offset: int, size: int
-                ) -> tuple[np.ndarray, int]:
+                ) -> tuple[WireTensor, int]:
+    """One binary input, declared; its array is built once admitted (BYTES elements are
+    then read up to the declared count only)."""
     name, datatype = item.get("name"), item.get("datatype")
     if not isinstance(name, str) or datatype not in V2_TO_NUMPY:
         raise InvalidInput(f"input {name!r}: needs a name and a datatype, got {datatype!r}")
-    shape = v2_shape(item.get("shape"), name)
+    shape = declared_shape(name, item.get("shape"))
     if offset + size > len(binary):
         raise InvalidInput(f"input {name!r}: binary_data_size {size} exceeds the binary data")
-    raw = binary[offset:offset + size]
+    raw = memoryview(binary)[offset:offset + size]
+    tensor = WireTensor(name, np.dtype(V2_TO_NUMPY[datatype]), shape,
+                        lambda: _array(name, datatype, shape, raw))
+    return tensor, offset + size
+
+
+def _array(name: str, datatype: str, shape: tuple[int, ...], raw: memoryview) -> np.ndarray:
+    count = math.prod(shape)
     if datatype == "BYTES":
-        arr = decode_bytes(raw, name)
-    else:
-        dtype = np.dtype(V2_TO_NUMPY[datatype]).newbyteorder("<")
-        count = int(np.prod(shape))
-        if size != count * dtype.itemsize:
-            raise InvalidInput(f"input {name!r}: shape {shape} of {datatype} needs "
-                               f"{count * dtype.itemsize} bytes, got {size}")
-        arr = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
-    if arr.size != int(np.prod(shape)):
-        raise InvalidInput(f"input {name!r}: shape {shape} does not match {arr.size} values")
-    return arr.reshape(shape), offset + size
+        return decode_bytes(bytes(raw), name, count).reshape(shape)
+    dtype = np.dtype(V2_TO_NUMPY[datatype]).newbyteorder("<")
+    if len(raw) != count * dtype.itemsize:
+        raise InvalidInput(f"input {name!r}: shape {list(shape)} of {datatype} needs "
+                           f"{count * dtype.itemsize} bytes, got {len(raw)}")
+    arr = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
+    return arr.reshape(shape)
 
 
 def requested_outputs(body: dict[str, Any]) -> tuple[list[str] | None, set[str]]:

@@ -18,6 +18,9 @@ from typing import Any
 import pytest
 
 from tests.fixtures.servers import bound_socket, free_port, server_settings, wait_ready
+from tests.reliability.probes import percentile
+
+__all__ = ["percentile"]  # the reliability tests' shared helper, kept importable from here
 
 
 @dataclass
@@ -82,9 +85,3 @@ def _fmt(value: Any) -> str:
 def report(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Report]:
     yield Report(tmp_path / "figures.txt", request.node.name)
 
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]

@@ -28,6 +28,7 @@ import orjson
 import pytest
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from serving.rest.connection_limits import ConnectionLimits
 from serving.rest.hot_protocol import protocol_class
 from serving.server import ServerProcess
 from tests.fixtures.servers import bound_socket, server_settings, wait_ready
@@ -76,7 +77,7 @@ async def hot_server(tiny_model_repository: Path) -> AsyncIterator[tuple[str, An
 
     lane.serve = counted  # type: ignore[method-assign]
 
-    class Recording(protocol_class(lane)):  # type: ignore[misc]
+    class Recording(protocol_class(lane, ConnectionLimits(server.settings))):  # type: ignore[misc]
         def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
             seen.protocols.append(self)
             seen.cycles.append(cycle)
