@@ -38,7 +38,7 @@ def map_errors(handler: Handler[T]) -> Handler[T]:
 
     @functools.wraps(handler)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
-        request_id = request_ids.start(_sent_id(context))
+        request_id = request_ids.start(sent_id(context))
         trailing: tuple[tuple[str, str], ...] = ((request_ids.HEADER, request_id),)
         context.set_trailing_metadata(trailing)
         try:
@@ -68,7 +68,8 @@ def map_errors(handler: Handler[T]) -> Handler[T]:
     return wrapper
 
 
-def _sent_id(context: grpc.aio.ServicerContext) -> str | bytes | None:
+def sent_id(context: grpc.aio.ServicerContext) -> str | bytes | None:
+    """The client's ``x-request-id`` metadata, if it sent one."""
     for key, value in context.invocation_metadata() or ():
         if key == request_ids.HEADER:
             return value

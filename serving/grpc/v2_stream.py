@@ -10,9 +10,13 @@ Semantics, as Triton serves a model that is not decoupled and as tritonclient's
   model and version in ``infer_response``), and the stream stays open for the next;
 - requests of one stream compute concurrently, queued in the same batchers as every
   other request, so they are batched with each other and with REST and unary gRPC;
-- back-pressure: at most ``max_in_flight`` requests of a stream are computing; past it
-  the stream is not read until one is answered, so gRPC's flow control holds the
-  client back instead of this server buffering without bound.
+- back-pressure: at most ``max_in_flight`` requests of a stream, holding at most
+  ``max_bytes`` of messages, are computing; past it the stream is not read until one is
+  answered, so gRPC's flow control holds the client back instead of this server
+  buffering without bound. A stream thus holds the one message an RPC may hold
+  (``grpc_max_message_bytes``, the one read and waiting) plus ``max_bytes``, which keeps
+  the gRPC memory arithmetic of docs/reliability.md (one message per concurrent RPC)
+  within a small, stated margin; a request larger than ``max_bytes`` runs alone.
 
 A client that cancels the stream, or a stream deadline that passes, cancels the
 requests still computing (their batch items are dropped, not computed).
@@ -35,7 +39,8 @@ FINAL_FLAG = "triton_enable_empty_final_response"
 FINAL_RESPONSE = "triton_final_response"
 
 
-def error_response(request: pb.ModelInferRequest, message: str) -> pb.ModelStreamInferResponse:
+def error_response(request: pb.ModelInferRequest, message: str
+                   ) -> pb.ModelStreamInferResponse:
     return pb.ModelStreamInferResponse(
         error_message=message,
         infer_response=pb.ModelInferResponse(model_name=request.model_name,
@@ -43,15 +48,23 @@ def error_response(request: pb.ModelInferRequest, message: str) -> pb.ModelStrea
                                              id=request.id))
 
 
-async def answer(infer: Infer, request: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
-    """One request's response: its result, or its error as a message."""
+async def answer(infer: Infer, request: pb.ModelInferRequest,
+                 stream_id: str) -> pb.ModelStreamInferResponse:
+    """One request's response: its result, or its error as a message (what the server
+    knows beyond the message is logged with the stream's request id, as for unary calls)."""
     try:
         response = pb.ModelStreamInferResponse(infer_response=await infer(request))
     except ServingError as err:
-        return error_response(request, err.message)
+        message = err.message
+        if err.http_status >= 500:
+            logger.warning("request %s (stream message %r): %s%s", stream_id, request.id,
+                           err.message, f" ({err.detail})" if err.detail else "")
+            message = f"{message} (request id {stream_id})"
+        return error_response(request, message)
     except Exception:  # one request's failure must not end the stream
-        logger.exception("unexpected error in a ModelStreamInfer request")
-        return error_response(request, "internal server error")
+        logger.exception("request %s (stream message %r): unexpected error", stream_id,
+                         request.id)
+        return error_response(request, f"internal server error (request id {stream_id})")
     flag = request.parameters.get(FINAL_FLAG)
     if flag is not None and flag.bool_param:
         response.infer_response.parameters[FINAL_RESPONSE].bool_param = True
@@ -61,9 +74,15 @@ async def answer(infer: Infer, request: pb.ModelInferRequest) -> pb.ModelStreamI
 class InferStream:
     """The requests of one stream in flight, and their answers in completion order."""
 
-    def __init__(self, infer: Infer, max_in_flight: int) -> None:
+    def __init__(self, infer: Infer, *, max_in_flight: int, max_bytes: int,
+                 stream_id: str) -> None:
         self.infer = infer
-        self.slots = asyncio.Semaphore(max_in_flight)
+        self.max_in_flight = max_in_flight
+        self.max_bytes = max_bytes
+        self.stream_id = stream_id
+        self.count = 0  # requests computing, and the bytes of their messages
+        self.bytes = 0
+        self.room = asyncio.Event()
         self.answers: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
         self.computing: set[asyncio.Task[None]] = set()
 
@@ -80,11 +99,17 @@ class InferStream:
                 task.cancel()
 
     async def _read(self, requests: AsyncIterator[pb.ModelInferRequest]) -> None:
-        """Start each request as it arrives, while a slot is free; then wait for the last."""
+        """Start each request as it arrives, while there is room; then wait for the last."""
         try:
             async for request in requests:
-                await self.slots.acquire()
-                task = asyncio.create_task(self._compute(request))
+                size = request.ByteSize()
+                while self.count >= self.max_in_flight or (
+                        self.count and self.bytes + size > self.max_bytes):
+                    self.room.clear()
+                    await self.room.wait()
+                self.count += 1
+                self.bytes += size
+                task = asyncio.create_task(self._compute(request, size))
                 self.computing.add(task)
                 task.add_done_callback(self.computing.discard)
             while self.computing:
@@ -92,8 +117,10 @@ class InferStream:
         finally:
             self.answers.put_nowait(None)  # the writer stops after the answers before it
 
-    async def _compute(self, request: pb.ModelInferRequest) -> None:
+    async def _compute(self, request: pb.ModelInferRequest, size: int) -> None:
         try:
-            self.answers.put_nowait(await answer(self.infer, request))
+            self.answers.put_nowait(await answer(self.infer, request, self.stream_id))
         finally:
-            self.slots.release()
+            self.count -= 1
+            self.bytes -= size
+            self.room.set()

@@ -111,3 +111,29 @@ async def test_a_cancelled_stream_leaves_the_batch_queue(grpc_app, hold_model_bu
     assert recorder.sizes == [1]  # nothing computed for the cancelled stream's requests
     response = await stub.ModelInfer(_request("after", n=2), timeout=5)
     assert list(response.outputs[0].shape) == [2, 10]
+
+
+async def test_bytes_in_flight_per_stream_are_bounded(make_grpc_app, hold_model_busy):
+    """One-digit requests are about 3.2 kB: two fit in 8 kB, the third waits unread."""
+    app = await make_grpc_app(grpc_stream_bytes_in_flight=8192)
+    stub, busy, plug, _ = await _plugged(app, hold_model_busy)
+    assert 3000 < _request("x").ByteSize() < 4000
+    call = stub.ModelStreamInfer(iter([_request(f"b{i}", seed=i) for i in range(4)]),
+                                 metadata=(("x-request-id", "stream-7"),))
+    await busy.wait_queued(2)
+    await asyncio.sleep(0.2)
+    assert app.dataplane.model("digit").batcher.queue_depth == 2
+    busy.release()
+    answers = [a async for a in call]
+    await plug
+    assert sorted(a.infer_response.id for a in answers) == ["b0", "b1", "b2", "b3"]
+    assert ("x-request-id", "stream-7") in tuple(await call.trailing_metadata())
+
+
+async def test_a_request_larger_than_the_byte_bound_runs_alone(make_grpc_app):
+    app = await make_grpc_app(grpc_stream_bytes_in_flight=4096)
+    stub = pb_grpc.GRPCInferenceServiceStub(app.channel)
+    call = stub.ModelStreamInfer(iter([_request("big", n=4), _request("small")]))
+    answers = {a.infer_response.id: a async for a in call}
+    assert sorted(answers) == ["big", "small"]
+    assert list(answers["big"].infer_response.outputs[0].shape) == [4, 10]
