@@ -20,17 +20,20 @@ they move.
 from __future__ import annotations
 
 import logging
+import math
 import socket
 from typing import Any
 
 from granian._granian import SocketHolder
 from granian.constants import Interfaces
+from granian.http import HTTP1Settings
 from granian.server.embed import Server
 
 from serving.config import Settings
 
 logger = logging.getLogger(__name__)
 BACKLOG = 2048  # serving/workers.py bind_socket listens with this
+MIN_READ_BUFFER = 8192  # hyper refuses a smaller read buffer
 
 
 class _EmbeddedOnSocket(Server):
@@ -61,8 +64,16 @@ class GranianServer:
         self._force_exit = False
 
     def _options(self) -> dict[str, Any]:
+        # The REST connection limits uvicorn's protocol enforces (connection_limits.py),
+        # as far as granian can hold them: the request line and headers bounded in bytes
+        # (431) and in time, and the requests in progress bounded (granian stops reading
+        # new requests past it, where uvicorn's protocol answers 503).
+        http1 = HTTP1Settings(
+            header_read_timeout=math.ceil(self.settings.header_timeout_s * 1000),
+            max_buffer_size=max(MIN_READ_BUFFER, self.settings.max_header_bytes))
         return {"interface": Interfaces.ASGINL, "runtime_threads": 1, "websockets": False,
-                "log_enabled": False, "log_access": self.settings.access_log}
+                "log_enabled": False, "log_access": self.settings.access_log,
+                "backpressure": self.settings.max_connections, "http1_settings": http1}
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         if sockets:

@@ -228,3 +228,23 @@ async def test_the_tensor_routes_answer_as_fastapis_routes_did(
                 differences.append(f"{name}: hot {_answer(hot)!r:.300}\n  FastAPI "
                                    f"{_answer(via_router)!r:.300}")
     assert not differences, "\n".join(differences)
+
+
+async def test_granian_answers_the_hot_routes_as_uvicorn_does(
+        protocol_server_for: Callable[..., Any]) -> None:
+    """MODELSERVE_HTTP_SERVER=granian (opt-in): granian hands every request to the app's
+    ASGI lane; the task and tensor routes, their errors included, answer as under uvicorn's
+    protocol lane, byte for byte."""
+    from serving.rest.granian_server import GranianServer
+
+    on_granian = protocol_server_for(http_server="granian")
+    assert isinstance(on_granian.process.http, GranianServer)
+    differences = []
+    async with httpx.AsyncClient(base_url=protocol_server_for().url, timeout=30) as uvicorn, \
+            httpx.AsyncClient(base_url=on_granian.url, timeout=30) as granian:
+        for name, path, kwargs in GROUPS[0][2]:
+            expected = _answer(await uvicorn.post(path, **_request(kwargs)))
+            got = _answer(await granian.post(path, **_request(kwargs)))
+            if got != expected:
+                differences.append(f"{name}: uvicorn {expected!r:.300}\n  granian {got!r:.300}")
+    assert not differences, "\n".join(differences)
