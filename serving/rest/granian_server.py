@@ -1,9 +1,10 @@
 """granian (a Rust HTTP server) serving the REST app inside the serving process's loop.
 
 granian parses HTTP and manages connections in Rust (hyper and tokio, on its own
-thread) and calls the app once per request: no Python per header or per chunk. The
-benchmark chose it over uvicorn (docs/benchmarks.md). It runs as granian's embedded
-server, in the event loop that also runs grpc.aio, on the REST socket the process bound
+thread) and calls the app once per request: no Python per header or per chunk. It is an
+opt-in (MODELSERVE_HTTP_SERVER=granian): measured beside uvicorn it cost about the same
+CPU per request, so uvicorn stays the default (docs/benchmarks.md). It runs as granian's
+embedded server, in the event loop that also runs grpc.aio, on the REST socket the process bound
 (serving/server_cli.py binds it before any model loads, so a taken port fails at once
 and workers can share it).
 
