@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from serving import stages as request_stages
 from serving import tasks
 from serving.admission import (
     Admission,
@@ -26,12 +27,13 @@ from serving.admission import (
     validate_inputs,
     validate_tensor,
 )
+from serving.capture import CaptureLog
 from serving.config import Settings
 from serving.decoding import Decoder
 from serving.errors import InvalidInput, ModelNotFound, ModelNotReady, ServingError, ShuttingDown
 from serving.models.manifest import Manifest
-from serving.models.watcher import RepositoryControl
 from serving.tasks import Prediction, TaskResult
+from serving.tracing import Tracing
 
 if TYPE_CHECKING:
     from serving.metrics import Metrics
@@ -77,12 +79,17 @@ class DataPlane:
         self.registry = registry
         self.settings = settings
         self.metrics = metrics
-        # Load/unload and repository polling (serving/models/watcher.py), shared by REST and gRPC.
-        self.repository = RepositoryControl(registry, settings)
+        # Load/unload and repository polling (serving/models/watcher.py), shared by REST and
+        # gRPC; the registry's own, since an engine front end forwards them to its engines.
+        self.repository = registry.control()
         # What a request may cost (admission.py) and where its items decode (decoding.py).
         self.admission = Admission(max(settings.max_request_bytes,
                                        settings.grpc_max_message_bytes))
         self.decoder = Decoder(settings)
+        # Observability (docs/observability.md): spans per request when an OTLP endpoint is
+        # set, and the sampled request capture when a capture file is.
+        self.tracing = Tracing.from_settings(settings)
+        self.capture = CaptureLog.from_settings(settings, metrics)
         self.draining = False
         self._drain_callbacks: list[Callable[[], Any]] = []
 
@@ -102,8 +109,12 @@ class DataPlane:
         return self.registry.unavailable()
 
     def close(self) -> None:
-        """Stop the decoding threads (at shutdown, once requests are done)."""
+        """Stop the decoding threads, write the capture's queued records and export the
+        buffered spans (at shutdown, once requests are done)."""
         self.decoder.close()
+        if self.capture is not None:
+            self.capture.close()
+        self.tracing.shutdown()
 
     def on_draining(self, callback: Callable[[], Any]) -> None:
         """Call ``callback`` once when draining starts (e.g. gRPC health → NOT_SERVING)."""
@@ -167,6 +178,8 @@ class DataPlane:
             served, outputs = await self._infer_current(served, version, feeds, until)
             result = InferResult(served.name, served.version,
                                  {k: outputs[k] for k in wanted})
+            if self.capture is not None:
+                _keep("outputs", result.outputs)
         except BaseException as exc:
             self._record(model_name, model_version, protocol, exc, start)
             raise
@@ -241,6 +254,8 @@ class DataPlane:
             probs = tasks.probabilities(manifest, outputs[manifest.postprocessing.output])
             result = TaskResult(served.name, served.version,
                                 tasks.to_predictions(manifest, probs, top_k))
+            if self.capture is not None:
+                _keep("outputs", result.predictions)
         except BaseException as exc:
             self._record(name, model_version, protocol, exc, start)
             raise
@@ -261,7 +276,10 @@ class DataPlane:
         can follow each other quickly, so a few successors in a row are tried."""
         for _ in range(RETIRED_RETRIES):
             try:
-                return served, await served.infer(await feeds(served), deadline=deadline)
+                arrays = await feeds(served)
+                if self.capture is not None and self.capture.keeps_inputs:
+                    _keep("inputs", arrays)
+                return served, await served.infer(arrays, deadline=deadline)
             except (ModelNotReady, ShuttingDown):
                 try:
                     current = self.registry.get(served.name, version)
@@ -295,8 +313,8 @@ class DataPlane:
 
     def _record(self, name: str, version: int | None, protocol: str,
                 exc: BaseException | None, start: float) -> None:
-        if self.metrics is None:
-            return
+        """The request's outcome: its metrics, its stage record (for Server-Timing and
+        the trace), its rejection reason if refused for capacity, and the capture."""
         if exc is None:
             status = "OK"
         elif isinstance(exc, ServingError):
@@ -308,5 +326,23 @@ class DataPlane:
         if isinstance(exc, ModelNotFound):
             name, version = UNKNOWN_MODEL, None  # clients' names must not mint new series
         version_label = "" if version is None else str(version)
-        self.metrics.observe_request(name, version_label, protocol, status,
-                                     time.perf_counter() - start)
+        latency_s = time.perf_counter() - start
+        stages = request_stages.current.get()
+        label = ""
+        if stages is not None:
+            stages.model, stages.version, stages.status = name, version_label, status
+            label = stages.label
+        if self.metrics is not None:
+            self.metrics.observe_request(name, version_label, protocol, status, latency_s)
+            reason = getattr(exc, "rejection", None)
+            if reason is not None:
+                self.metrics.observe_rejection(name, version_label, label, reason)
+        if self.capture is not None:
+            self.capture.offer(stages, name, version_label, protocol, status, latency_s)
+
+
+def _keep(what: str, value: Any) -> None:
+    """Note the request's inputs or outputs on its stage record, for the capture."""
+    stages = request_stages.current.get()
+    if stages is not None:
+        setattr(stages, what, value)

@@ -95,6 +95,7 @@ def evaluate_version(version_dir: Path, latency_runs: int | None = None) -> dict
     accuracy = float((predict_labels(session, manifest, x) == y).mean())
     runs = latency_runs or (50 if manifest.task == "image" else 300)
     result = {"test_accuracy": round(accuracy, 4), "test_items": len(y),
+              **versus_baseline(accuracy, manifest.metrics.get("baseline")),
               "size_bytes": model_path.stat().st_size,
               "p50_latency_ms": round(p50_latency_ms(session, manifest, x, runs), 3),
               "latency_runs": runs, "providers": session.get_providers(),
@@ -103,7 +104,17 @@ def evaluate_version(version_dir: Path, latency_runs: int | None = None) -> dict
     rewrite_manifest(version_dir, manifest)
     return {"model": manifest.name, "version": manifest.version, **result,
             "tf_accuracy": manifest.metrics.get("test_accuracy"),
-            "baseline": (manifest.metrics.get("baseline") or {}).get("test_accuracy")}
+            "baseline_name": (manifest.metrics.get("baseline") or {}).get("name")}
+
+
+def versus_baseline(accuracy: float, baseline: dict[str, Any] | None) -> dict[str, Any]:
+    """The baseline's accuracy on the same split, the difference, and whether the model loses."""
+    if not baseline or baseline.get("test_accuracy") is None:
+        return {"baseline_accuracy": None, "vs_baseline": None, "below_baseline": None}
+    reference = float(baseline["test_accuracy"])
+    difference = round(accuracy - reference, 4)
+    return {"baseline_accuracy": reference, "vs_baseline": difference,
+            "below_baseline": difference < 0}
 
 
 def rewrite_manifest(version_dir: Path, manifest: Manifest) -> None:
@@ -135,18 +146,32 @@ def evaluate_repository(repository: Path, names: list[str] | None = None,
 
 
 def format_leaderboard(rows: list[dict[str, Any]]) -> str:
+    """One line per version: ONNX Runtime accuracy beside its baseline on the same split.
+
+    A model that scores below its baseline is marked ``<`` and named under the table.
+    """
     header = (f"{'model':<10} {'version':>7} {'accuracy':>8} {'tf_acc':>7} {'baseline':>8} "
-              f"{'size_MB':>8} {'p50_ms':>8}")
-    lines = [header, "-" * len(header)]
+              f"{'vs_base':>9} {'size_MB':>8} {'p50_ms':>8}")
+    lines, losers = [header, "-" * len(header)], []
     for row in sorted(rows, key=lambda r: (r["model"], r["version"])):
         if "error" in row:
             lines.append(f"{row['model']:<10} {row['version']:>7}  not evaluated: {row['error']}")
             continue
+        mark = "<" if row.get("below_baseline") else " "
+        if row.get("below_baseline"):
+            losers.append(f"{row['model']} {row['version']} ({row['baseline_name']})")
         lines.append(f"{row['model']:<10} {row['version']:>7} {row['test_accuracy']:>8.4f} "
-                     f"{_num(row['tf_accuracy']):>7} {_num(row['baseline']):>8} "
+                     f"{_num(row['tf_accuracy']):>7} {_num(row['baseline_accuracy']):>8} "
+                     f"{_signed(row['vs_baseline']):>8}{mark} "
                      f"{row['size_bytes'] / 1e6:>8.2f} {row['p50_latency_ms']:>8.3f}")
+    if losers:
+        lines.append(f"< below its baseline on the same split: {', '.join(losers)}")
     return "\n".join(lines)
 
 
 def _num(value: Any) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def _signed(value: Any) -> str:
+    return "-" if value is None else f"{value:+.4f}"

@@ -34,6 +34,7 @@ from serving.models.served_model import (
     open_version,
     warmup_sizes,
 )
+from serving.models.watcher import RepositoryControl
 
 __all__ = ["AVAILABLE", "END", "FAILED", "LOADING", "UNLOADING", "ModelRegistry",
            "ServedModel", "VersionPolicy", "describe", "warmup_sizes"]
@@ -61,7 +62,7 @@ class ModelRegistry:
     def chosen_versions(self) -> dict[str, list[int]]:
         """What the version policy selects from the repository now."""
         chosen = {}
-        for name in repo.list_models(self.repository):
+        for name in filter(self.places, repo.list_models(self.repository)):
             versions = self.policy.select(repo.list_versions(self.repository / name))
             if versions:
                 chosen[name] = versions
@@ -81,6 +82,19 @@ class ModelRegistry:
         log.info("registry ready in %.2fs: serving %s%s", time.perf_counter() - start,
                  ", ".join(available) or "nothing",
                  f"; failed: {', '.join(failed)}" if failed else "")
+
+    def control(self) -> RepositoryControl:
+        """What changes the served versions after startup: polling and load/unload."""
+        return RepositoryControl(self, self.settings)
+
+    def places(self, name: str) -> bool:
+        """Whether this registry serves model ``name`` (an engine serves those placed on it)."""
+        return True
+
+    async def before_retire(self) -> None:
+        """Called before a version stops taking requests while another serves in its place
+        (a reload, a newer version): an engine makes its front ends see the successor first
+        (serving/engine/registry.py). Nothing to do when requests come from this process."""
 
     def get(self, name: str, version: int | None = None) -> ServedModel:
         """The requested version, or the latest AVAILABLE one when ``version`` is None."""
@@ -169,6 +183,7 @@ class ModelRegistry:
         if fresh.state != AVAILABLE:
             return fresh
         self._versions[name][version] = fresh
+        await self.before_retire()
         current.state = UNLOADING
         await current.shutdown(self.settings.shutdown_timeout_s)
         current.state, current.model = END, None
@@ -184,7 +199,8 @@ class ModelRegistry:
             max_workers=threads, thread_name_prefix=f"ort-{served.name}-{served.version}")
         observer = None
         if self.metrics is not None:
-            observer = self.metrics.batch_observer(served.name, served.version)
+            observer = self.metrics.batch_observer(served.name, served.version,
+                                                    config.max_batch_size)
         served.batcher = Batcher(served.model.run, name=f"{served.name}/{served.version}",
                                  max_batch_size=config.max_batch_size,
                                  max_queue_delay_s=config.max_queue_delay_ms / 1000.0,
@@ -194,6 +210,7 @@ class ModelRegistry:
                                  inline=served.max_batch_s * 1000 <= inline_ms,
                                  batch_dim=served.manifest.batched)
         await served.batcher.start()
+        served.backend = served.batcher
 
     async def unload_version(self, name: str, version: int,
                              drain_timeout_s: float | None = None) -> None:
@@ -203,6 +220,7 @@ class ModelRegistry:
             raise ModelNotFound(f"version {version} of model {name!r} is not served")
         if served.state in (END, UNLOADING):
             return
+        await self.before_retire()
         served.state = UNLOADING
         self._set_gauge(served)
         timeout = self.settings.shutdown_timeout_s if drain_timeout_s is None else drain_timeout_s

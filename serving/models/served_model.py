@@ -12,7 +12,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -68,6 +68,14 @@ class VersionPolicy:
         return sorted(versions)[-self.latest:]
 
 
+class InferenceBackend(Protocol):
+    """Where a served version's requests run: its own Batcher (per-worker layout) or an
+    engine process's, reached over serving/engine (engine layout)."""
+
+    async def submit(self, inputs: dict[str, np.ndarray], *,
+                     deadline: float | None = None) -> dict[str, np.ndarray]: ...
+
+
 @dataclass
 class ServedModel:
     name: str
@@ -79,6 +87,8 @@ class ServedModel:
     model: OrtModel | None = None
     codec: Codec | None = None
     batcher: Batcher | None = None
+    backend: InferenceBackend | None = None  # the batcher, or the engine that holds it
+    remote_providers: list[str] = field(default_factory=list)  # an engine's, if remote
     executor: concurrent.futures.ThreadPoolExecutor | None = None
     batching: BatchLimits | None = None
     warmup_timings: dict[int, float] = field(default_factory=dict)
@@ -101,13 +111,13 @@ class ServedModel:
 
     @property
     def providers(self) -> list[str]:
-        return list(self.model.providers) if self.model is not None else []
+        return list(self.model.providers) if self.model is not None else self.remote_providers
 
     async def infer(self, inputs: dict[str, np.ndarray], *,
                     deadline: float | None = None) -> dict[str, np.ndarray]:
-        if self.state != AVAILABLE or self.batcher is None:
+        if self.state != AVAILABLE or self.backend is None:
             raise ModelNotReady(f"version {self.version} of model {self.name!r} is {self.state}")
-        return await self.batcher.submit(inputs, deadline=deadline)
+        return await self.backend.submit(inputs, deadline=deadline)
 
     def fail(self, reason: str) -> None:
         self.state, self.error = FAILED, reason

@@ -88,7 +88,7 @@ class RepositoryControl:
     # Lifecycle -------------------------------------------------------------
     async def start(self) -> None:
         """Remember what the startup load read; poll when ``repository_poll_s`` > 0."""
-        scan = await asyncio.to_thread(scan_repository, self.registry.repository)
+        scan = await self._scan()
         self._seen = _flatten(scan)
         self._loaded = {key: sig for key, sig in self._seen.items()
                         if self._state(*key) is not None}
@@ -109,6 +109,11 @@ class RepositoryControl:
             with contextlib.suppress(Exception):
                 task.result()
 
+    async def _scan(self) -> Scan:
+        """The repository's complete versions of the models this registry serves."""
+        scan = await asyncio.to_thread(scan_repository, self.registry.repository)
+        return {name: versions for name, versions in scan.items() if self.registry.places(name)}
+
     async def _poll_loop(self) -> None:
         while not self._closing:
             await asyncio.sleep(self.poll_s)
@@ -121,7 +126,7 @@ class RepositoryControl:
     async def poll_once(self) -> None:
         """Apply the repository as it is now: settled versions only."""
         async with self._lock:
-            scan = await asyncio.to_thread(scan_repository, self.registry.repository)
+            scan = await self._scan()
             names = set(scan) | {m.name for m in self.registry.models()}
             for name in sorted(names - self._held):
                 versions = scan.get(name, {})
@@ -143,7 +148,7 @@ class RepositoryControl:
         if not self.registry.ready:
             raise ModelNotReady("the server is still loading its models")
         async with self._lock:
-            scan = await asyncio.to_thread(scan_repository, self.registry.repository)
+            scan = await self._scan()
             versions = scan.get(name, {})
             if not versions:
                 raise InvalidInput(f"failed to load {name!r}: no complete version of it in "

@@ -81,7 +81,7 @@ def create_app(settings: Settings, dataplane: DataPlane, metrics: Metrics | None
     install_docs(app)
     if settings.playground:
         playground.install(app, dataplane, metrics)
-    layers = _layers(settings)
+    layers = _layers(settings, dataplane)
     hot: ASGIApp = AsgiHotLane(hot_routes)
     for cls, options in layers:  # innermost first; add_middleware puts the last outermost
         app.add_middleware(cls, **options)
@@ -89,11 +89,13 @@ def create_app(settings: Settings, dataplane: DataPlane, metrics: Metrics | None
         if isinstance(hot, GatewayMiddleware):
             gateway = hot
     app.hot_routes, app.hot_lane = hot_routes, hot
-    app.protocol_lane = ProtocolHotLane(hot_routes, gateway, cors=bool(settings.cors_origins))
+    app.protocol_lane = ProtocolHotLane(hot_routes, gateway, cors=bool(settings.cors_origins),
+                                        tracing=dataplane.tracing,
+                                        server_timing=settings.server_timing)
     return app
 
 
-def _layers(settings: Settings) -> list[tuple[Any, dict[str, Any]]]:
+def _layers(settings: Settings, dataplane: DataPlane) -> list[tuple[Any, dict[str, Any]]]:
     """The pure ASGI layers every request passes, innermost first."""
     layers: list[tuple[Any, dict[str, Any]]] = [
         (GatewayMiddleware, {"max_body_bytes": settings.max_request_bytes,
@@ -103,7 +105,9 @@ def _layers(settings: Settings) -> list[tuple[Any, dict[str, Any]]]:
         # Deadlines count from arrival; a client that hangs up leaves the batch queue.
         (RequestLifetimeMiddleware, {}),
         # Outside the gateway, so its refusals (401, 413) carry the id too.
-        (RequestIdMiddleware, {}),
+        # Also where a request's stages start: Server-Timing and trace spans.
+        (RequestIdMiddleware, {"tracing": dataplane.tracing,
+                               "server_timing": settings.server_timing}),
     ]
     # Outermost, so CORS preflights (which carry no API key) are answered first.
     if settings.cors_origins:

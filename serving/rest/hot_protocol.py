@@ -37,6 +37,7 @@ from starlette.requests import Request
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 
 from serving import request_ids
+from serving import stages as request_stages
 from serving.errors import PayloadTooLarge
 from serving.rest.connection_limits import (
     ConnectionLimits,
@@ -47,18 +48,23 @@ from serving.rest.errors import error_response, serving_error_response
 from serving.rest.hot_asgi import Endpoint, answer
 from serving.rest.hot_routes import HotRoutes
 from serving.rest.middleware import GatewayMiddleware
+from serving.tracing import Tracing
 
 logger = logging.getLogger(__name__)
 _REQUEST_ID = request_ids.HEADER.encode()
+_SERVER_TIMING = b"server-timing"
 
 
 class ProtocolHotLane:
     """What the protocol needs to answer the hot routes itself."""
 
-    def __init__(self, routes: HotRoutes, gateway: GatewayMiddleware, *, cors: bool) -> None:
+    def __init__(self, routes: HotRoutes, gateway: GatewayMiddleware, *, cors: bool,
+                 tracing: Tracing | None = None, server_timing: bool = False) -> None:
         self.routes = routes
         self.gateway = gateway
         self.cors = cors
+        self.tracing = tracing
+        self.server_timing = server_timing
 
     def endpoint_for(self, scope: dict[str, Any]) -> Endpoint | None:
         if scope["method"] != "POST":
@@ -71,9 +77,16 @@ class ProtocolHotLane:
 
     async def serve(self, cycle: RequestResponseCycle, endpoint: Endpoint) -> None:
         scope = cast(dict[str, Any], cycle.scope)
-        scope["state"]["arrived"] = time.monotonic()
-        request_id = request_ids.start(next(
-            (v for k, v in scope["headers"] if k == _REQUEST_ID), None)).encode()
+        arrived = scope["state"]["arrived"] = time.monotonic()
+        request_id_text = request_ids.start(next(
+            (v for k, v in scope["headers"] if k == _REQUEST_ID), None))
+        request_id = request_id_text.encode()
+        # What RequestIdMiddleware does on the ASGI path: the stage record, for
+        # Server-Timing and the trace (the lane-parity test keeps the two alike).
+        stages = request_stages.start(f"POST {scope['path']}", request_id_text, arrived)
+        tracing = self.tracing
+        if tracing is not None and tracing.tracer is not None:
+            tracing.note_headers(stages, scope["headers"])
         refusal = self.gateway.refuse(scope)
         if refusal is not None:
             status, message, headers = refusal
@@ -88,8 +101,15 @@ class ProtocolHotLane:
             return
         if body is None:
             return  # the client left
+        stages.received = time.monotonic()
         response = await answer(endpoint, _ReadRequest(scope, body))
+        if stages.model:  # the dataplane saw it
+            stages.done = time.monotonic()
+            if self.server_timing:
+                response.raw_headers.append((_SERVER_TIMING, stages.server_timing().encode()))
         await _send(cycle, response, request_id)
+        if tracing is not None and tracing.tracer is not None:
+            tracing.finish(stages)
 
     async def _read_body(self, cycle: RequestResponseCycle) -> bytes | None:
         """The whole body, or None when the client left; PayloadTooLarge past the limit."""
