@@ -98,7 +98,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = predict_pb2.PredictResponse()
         _answer_spec(served, result.model_version, response.model_spec)
         for name, array in result.outputs.items():
-            response.outputs[name].CopyFrom(tf_tensors.from_numpy(array))
+            tf_tensors.write_numpy(response.outputs[name], array)  # in place: no copy
         return response
 
     @map_errors

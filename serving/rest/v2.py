@@ -29,6 +29,7 @@ from serving.rest.body import (
     request_deadline,
 )
 from serving.rest.errors import error_response
+from serving.rest.hot_routes import TensorEndpoint
 from serving.rest.json_tensors import v2_request
 from serving.rest.tensors import to_array
 from serving.versions import parse_version
@@ -141,8 +142,40 @@ def parse_request(body: dict[str, Any], served: ServedModel, binary: bytes
     return inputs, *v2_binary.requested_outputs(body)
 
 
-def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
+def infer_endpoint(dataplane: DataPlane, settings: Settings) -> TensorEndpoint:
+    """``infer`` for (request, model name, version segment, -): FastAPI's routes below and
+    the hot lanes (hot_routes.py) answer with it."""
+
+    async def infer(request: Request, name: str, version_text: str | None,
+                    label: str | None = None) -> Response:
+        version = parse_version(version_text)
+        served = dataplane.model(name, version)
+        header, binary = v2_binary.split_body(request.headers, await request.body())
+        check_json_cost(header, MAX_JSON_VALUES)
+        body = v2_request(header, MAX_PLAIN_JSON_VALUES) or parse_json(header)
+        if not isinstance(body, dict):
+            raise InvalidInput("request body must be a JSON object")
+        echo = request_id(body)
+        inputs, wanted, as_binary = parse_request(body, served, binary)
+        call = dataplane.infer(served.name, version, inputs, protocol=PROTOCOL,
+                               output_names=wanted,
+                               deadline=request_deadline(request, settings.request_timeout_s))
+        # The parsed JSON is the inputs' now: the dataplane lets it go once it has built
+        # the tensors, unless this frame still holds it.
+        del body, inputs
+        result = await call
+        response = {"model_name": result.model_name, "model_version": str(result.model_version)}
+        if echo is not None:
+            response["id"] = echo
+        return v2_binary.encode_response(response, result.outputs, as_binary)
+
+    return infer
+
+
+def build_router(dataplane: DataPlane, settings: Settings,
+                 infer: TensorEndpoint | None = None) -> APIRouter:
     router = APIRouter(tags=["v2"])
+    infer = infer or infer_endpoint(dataplane, settings)
 
     @router.get("/v2")
     async def server_metadata() -> Response:
@@ -164,27 +197,6 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
             return json_response({"name": name, "ready": True})
         return error_response(400, f"model {name} is not ready")
 
-    async def infer(request: Request, name: str, version: int | None) -> Response:
-        served = dataplane.model(name, version)
-        header, binary = v2_binary.split_body(request.headers, await request.body())
-        check_json_cost(header, MAX_JSON_VALUES)
-        body = v2_request(header, MAX_PLAIN_JSON_VALUES) or parse_json(header)
-        if not isinstance(body, dict):
-            raise InvalidInput("request body must be a JSON object")
-        echo = request_id(body)
-        inputs, wanted, as_binary = parse_request(body, served, binary)
-        call = dataplane.infer(served.name, version, inputs, protocol=PROTOCOL,
-                               output_names=wanted,
-                               deadline=request_deadline(request, settings.request_timeout_s))
-        # The parsed JSON is the inputs' now: the dataplane lets it go once it has built
-        # the tensors, unless this frame still holds it.
-        del body, inputs
-        result = await call
-        response = {"model_name": result.model_name, "model_version": str(result.model_version)}
-        if echo is not None:
-            response["id"] = echo
-        return v2_binary.encode_response(response, result.outputs, as_binary)
-
     for path in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         router.add_api_route(path, _with_version(lambda n, v: json_response(
             model_metadata(dataplane, dataplane.model(n, v)))), methods=["GET"])
@@ -200,8 +212,8 @@ def _with_version(handler: Any) -> Any:
     return route
 
 
-def _with_request(handler: Any) -> Any:
+def _with_request(handler: TensorEndpoint) -> Any:
     async def route(request: Request, name: str, version: str | None = None) -> Response:
-        return await handler(request, name, parse_version(version))
+        return await handler(request, name, version, None)
     return route
 
