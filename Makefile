@@ -16,7 +16,7 @@ LOADTEST_ARGS ?=
 BENCH_ARGS ?=
 
 STAMP := $(VENV)/.stamp
-.PHONY: help setup serve models test test-fast test-heavy lint data browser loadtest bench clean image image-gpu image-offline k8s-validate deploy-tools container-tools
+.PHONY: help setup serve models test test-fast test-heavy lint data browser loadtest bench clean image image-gpu image-offline k8s-validate deploy-tools container-tools monitoring-tools
 
 help:
 	@echo "make serve   set up, build the default models if $(MODELS)/ is empty, and serve them"
@@ -60,6 +60,11 @@ deploy-tools:
 # root; elsewhere (status 3) the container tests skip and say why. Quick once installed.
 container-tools:
 	@deploy/scripts/podman-setup.sh >/dev/null || { rc=$$?; [ $$rc = 3 ] || exit $$rc; }
+
+# promtool for the alerting rules' offline check (apt-get as root); elsewhere (status 3) that
+# one test skips and says why.
+monitoring-tools:
+	@deploy/scripts/promtool-setup.sh >/dev/null || { rc=$$?; [ $$rc = 3 ] || exit $$rc; }
 
 # Fashion-MNIST (the default offline image data, which `make test` trains on) comes from
 # Debian's dataset-fashion-mnist, installed with apt-get as root. Fails, saying why, when it
@@ -112,7 +117,7 @@ browser:
 
 # Lint first (seconds), then every test; pytest's -ra (pyproject.toml) ends the run with
 # the list of skipped tests and why. docs/testing.md says what runs where.
-test: $(STAMP)-test lint data deploy-tools container-tools browser
+test: $(STAMP)-test lint data deploy-tools container-tools monitoring-tools browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)-test lint

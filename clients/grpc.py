@@ -32,8 +32,8 @@ from serving.grpc.generated.tensorflow_serving.apis import (
     classification_pb2,
     prediction_service_pb2_grpc,
 )
-from serving.grpc.v2_tensors import encode_bytes
-from serving.v2_datatypes import NUMPY_TO_V2, V2_TO_NUMPY, decode_bytes
+from serving.wire.dtypes import NUMPY_TO_V2, V2_TO_NUMPY
+from serving.wire.v2_bytes import decode_bytes, encode_bytes
 
 __all__ = ["AsyncClient", "Client", "ClientError", "PredictResult", "Prediction"]
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024

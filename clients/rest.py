@@ -21,7 +21,7 @@ import numpy as np
 from clients import _common as common
 from clients._common import Prediction, PredictResult, RetryPolicy
 from clients.errors import ClientError, parse_retry_after
-from serving.v2_datatypes import NUMPY_TO_V2, V2_TO_NUMPY
+from serving.wire.dtypes import NUMPY_TO_V2, V2_TO_NUMPY
 
 __all__ = ["AsyncClient", "Client", "ClientError", "PredictResult", "Prediction"]
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from serving.errors import InvalidInput, PayloadTooLarge
+from serving.errors import InvalidInput, PayloadTooLarge, TooManyItems
 
 if TYPE_CHECKING:
     from serving.models.manifest import Manifest, TensorSpec
@@ -83,7 +83,7 @@ def check_items(served: ServedModel, count: int) -> None:
     """The item cap, checked before any item is decoded."""
     limit = max_batch(served)
     if count > limit:
-        raise InvalidInput(f"model {served.name}: {count} items in one request exceed the "
+        raise TooManyItems(f"model {served.name}: {count} items in one request exceed the "
                            f"maximum batch size of {limit}")
 
 
@@ -182,7 +182,7 @@ class Admission:
     def _check_tensor(self, spec: TensorSpec, tensor: WireTensor, limit: int) -> None:
         check_declared(spec, tensor.dtype, tensor.shape)
         if spec.batched and tensor.shape[0] > limit:
-            raise InvalidInput(f"input {spec.name!r}: {tensor.shape[0]} items in one request "
+            raise TooManyItems(f"input {spec.name!r}: {tensor.shape[0]} items in one request "
                                f"exceed the maximum batch size of {limit}")
         elements = math.prod(tensor.shape)  # Python ints: no overflow
         # An unbatched input's whole shape is its one item.

@@ -6,8 +6,7 @@ import socket
 
 from serving.config import Settings
 from serving.models.registry import ModelRegistry
-
-AVAILABLE = "AVAILABLE"
+from serving.models.states import ModelState
 
 
 def _browsable(host: str) -> str:
@@ -24,7 +23,7 @@ def ready_banner(settings: Settings, registry: ModelRegistry, grpc_port: int | N
     # The bound REST port: settings may say 0 when a socket is handed in.
     http_port = sockets[0].getsockname()[1] if sockets else settings.http_port
     models = ", ".join(f"{m.name} v{m.version}" for m in registry.models()
-                       if m.state == AVAILABLE) or "no models yet"
+                       if m.state is ModelState.AVAILABLE) or "no models yet"
     base = f"http://{_browsable(settings.host)}:{http_port}"
     where = [f"playground {base}/"] if settings.playground else []
     where.append(f"API docs {base}/docs")

@@ -36,6 +36,7 @@ from typing import Protocol
 
 import numpy as np
 
+from serving import stages as request_stages
 from serving.errors import (
     DeadlineExceeded,
     InferenceFailed,
@@ -43,6 +44,7 @@ from serving.errors import (
     Overloaded,
     ServingError,
     ShuttingDown,
+    TooManyItems,
 )
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,8 @@ class _Item:
     arrived_busy: bool = False
     queued: bool = True  # False once taken, expired or cancelled
     timer: asyncio.TimerHandle | None = None
+    # The request's stage record (serving/stages.py): told the batch it ran in.
+    stages: request_stages.RequestStages | None = None
 
 
 @dataclass
@@ -110,6 +114,7 @@ class Batcher:
         self._collect_lock: asyncio.Lock | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._idle: asyncio.Event | None = None
+        self._batches = 0  # batches run so far: the id a request's trace and capture show
 
     @property
     def queue_depth(self) -> int:
@@ -146,6 +151,10 @@ class Batcher:
                      arrived_busy=self._busy >= self.max_concurrent_batches)
         if deadline is not None:
             item.timer = loop.call_later(deadline - item.enqueued, self._expire, item)
+        stages = request_stages.current.get()
+        if stages is not None:
+            item.stages = stages
+            stages.enqueued = item.enqueued
         self._enqueue(item)
         try:
             return await item.future
@@ -168,7 +177,7 @@ class Batcher:
             raise InvalidInput(f"every input needs the same leading batch dimension >= 1, "
                                f"got {shapes}")
         if rows > self.max_batch_size:
-            raise InvalidInput(f"model {self.name}: {rows} items in one request exceed the "
+            raise TooManyItems(f"model {self.name}: {rows} items in one request exceed the "
                                f"maximum batch size of {self.max_batch_size}")
         key = tuple(sorted((k, a.dtype.str, a.shape[1:]) for k, a in inputs.items()))
         return rows, key
@@ -309,8 +318,12 @@ class Batcher:
             else:
                 _fail(batch.items, _as_serving_error(self.name, exc))
             return
-        compute_s = time.monotonic() - start
+        end = time.monotonic()
+        compute_s = end - start
+        self._batches += 1
         for item, result in zip(batch.items, results, strict=True):
+            if item.stages is not None:
+                item.stages.ran_in(self._batches, batch.rows, len(batch.items), start, end)
             if not item.future.done():
                 item.future.set_result(result)
         if self.observer is not None:
@@ -345,7 +358,12 @@ class Batcher:
         else:
             feeds = {k: np.concatenate([i.inputs[k] for i in items]) for k in items[0].inputs}
         rows = sum(i.rows for i in items)
+        run_start = time.monotonic()
         outputs = self.run_batch(feeds)
+        run_end = time.monotonic()
+        for item in items:
+            if item.stages is not None:
+                item.stages.run_start, item.stages.run_end = run_start, run_end
         if not self.batch_dim:
             return [outputs]
         wrong = {k: list(np.shape(v)) for k, v in outputs.items()

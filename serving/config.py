@@ -28,8 +28,37 @@ class Settings(BaseSettings):
     grpc_port: int = Field(default=8500, ge=-1, le=65535,
                            description="gRPC port (0 picks a free one, -1 disables gRPC)")
     workers: int = Field(default=1, ge=1,
-                         description="server processes sharing the ports, each with its own "
-                                     "sessions (one per core is a good start)")
+                         description="server processes sharing the ports (one per core is a good "
+                                     "start): each with its own sessions, or front ends "
+                                     "of the engines in the engine layout")
+    # Process layout (docs/architecture.md, Processes): per-worker needs no hop and suits the
+    # CPU; on an accelerator the engine forms batches across every front end.
+    layout: Literal["auto", "per-worker", "engine"] = Field(
+        default="auto",
+        description="per-worker: each worker process owns its sessions and batchers; "
+                    "engine: one engine process per device owns them and the workers are "
+                    "front ends (HTTP, gRPC, decoding) handing it tensors; auto: engine when "
+                    "ONNX Runtime offers CUDA and providers is not cpu, else per-worker")
+    engine_devices: list[str] = Field(
+        default_factory=list,
+        description="engine layout: one engine per entry, each seeing only that device "
+                    "(CUDA_VISIBLE_DEVICES); empty: one per visible NVIDIA GPU "
+                    "(CUDA_VISIBLE_DEVICES when set), or one engine without a GPU")
+    model_placement: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='engine layout: the engine devices each model is loaded on, as JSON '
+                    '{"image": ["0", "1"], "text": ["1"]}; a model not named is loaded on '
+                    'every engine')
+    engine_arena_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=0,
+        description="engine layout: shared memory per front end and engine for input "
+                    "tensors in flight (reserved at start; 0 or a full arena: tensors travel "
+                    "in the control messages instead)")
+    engine_addresses: list[str] = Field(
+        default_factory=list,
+        description="engine layout: ipc:// addresses of running engines for this process to "
+                    "use (set by the supervisor for its workers); empty: the process starts "
+                    "its own engines")
     log_level: str = Field(default="info", description="debug | info | warning | error")
     # One log line per request costs throughput.
     access_log: bool = Field(default=False, description="log every request")
@@ -188,3 +217,70 @@ class Settings(BaseSettings):
     playground: bool = Field(default=True, description="serve the playground page at /")
     cors_origins: list[str] = Field(
         default_factory=list, description="allowed CORS origins (CORS off when empty)")
+
+    # Streaming: Triton's bidirectional ModelStreamInfer (serving/grpc/v2_stream.py).
+    grpc_stream_max_in_flight: int = Field(
+        default=64, ge=1,
+        description="requests of one ModelStreamInfer stream computing at once; past it (or "
+                    "past grpc_stream_bytes_in_flight) the server stops reading the stream "
+                    "until one is answered (gRPC flow control then holds the client back)")
+    grpc_stream_bytes_in_flight: int = Field(
+        default=256 * 1024, ge=1024,
+        description="bytes of the request messages of one ModelStreamInfer stream "
+                    "computing at once (a larger request runs alone); a stream holds this "
+                    "beyond the one message every gRPC call may hold")
+
+    # The HTTP server under the REST app (docs/benchmarks.md says how it was chosen).
+    http_server: Literal["granian", "uvicorn"] = Field(
+        default="uvicorn",
+        description="granian: a Rust HTTP server (HTTP parsed outside Python); uvicorn: "
+                    "uvicorn with httptools and the hot task routes in its protocol")
+
+    # Observability (docs/observability.md): Server-Timing, tracing, request capture.
+    server_timing: bool = Field(
+        default=True,
+        description="add a Server-Timing header to REST inference responses: receive, "
+                    "decode, queue, batch (its size), inference, encode and total, in ms")
+    otlp_endpoint: str = Field(
+        default="",
+        description="OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces): one "
+                    "span per inference request with a child per stage; empty: tracing off")
+    trace_sample_ratio: float = Field(
+        default=1.0, ge=0.0, le=1.0,
+        description="share of requests traced when the caller sends no sampled traceparent "
+                    "(a caller's sampling decision is followed)")
+    trace_service_name: str = Field(default="modelserve",
+                                    description="service.name of the exported spans")
+    capture_path: Path | None = Field(
+        default=None,
+        description="request capture: JSON lines file of sampled requests and responses "
+                    "(rotated; off when unset)")
+    capture_rate: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="share of each model's requests captured (capture_model_rates overrides "
+                    "it per model)")
+    capture_model_rates: dict[str, float] = Field(
+        default_factory=dict,
+        description='capture rate per model, as JSON: {"digit": 0.01, "image": 0}')
+    capture_inputs: Literal["full", "summary", "none"] = Field(
+        default="summary",
+        description="what the capture keeps of the inputs: full (each array whole up to "
+                    "capture_max_array_bytes), summary (dtype, shape, min/max/mean) or none")
+    capture_max_array_bytes: int = Field(
+        default=64 * 1024, ge=0,
+        description="largest input or output array written whole; larger ones are "
+                    "summarised")
+    capture_max_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=64 * 1024,
+        description="capture file size at which it rotates; disk use is at most "
+                    "(capture_backups + 1) times this")
+    capture_backups: int = Field(default=3, ge=0,
+                                 description="rotated capture files kept")
+    capture_queue_size: int = Field(
+        default=1024, ge=1,
+        description="captured records waiting for the writer thread; past it records are "
+                    "dropped and counted, never waited for")
+    capture_queue_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=0,
+        description="bytes of input and output arrays the records waiting for the writer "
+                    "may hold; past it records are dropped and counted")

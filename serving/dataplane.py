@@ -1,8 +1,9 @@
 """The one place REST and gRPC both call: model lookup, validation, inference, tasks.
 
 Protocol modules only convert payloads to numpy and map errors; everything a
-protocol would otherwise duplicate (tensor validation, deadlines, task pre- and
-postprocessing, request metrics, readiness and draining) lives here.
+protocol would otherwise duplicate (tensor validation, deadlines, decoding encoded
+items by the model's task plug-in, task postprocessing, request metrics, model status,
+readiness and draining) lives here.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from serving import tasks
+from serving import stages as request_stages
 from serving.admission import (
     Admission,
     WireTensor,
@@ -26,13 +27,17 @@ from serving.admission import (
     validate_inputs,
     validate_tensor,
 )
+from serving.capture import CaptureLog
 from serving.config import Settings
 from serving.decoding import Decoder
 from serving.errors import InvalidInput, ModelNotFound, ModelNotReady, ServingError, ShuttingDown
+from serving.models import status_reports
 from serving.models.manifest import Manifest
-from serving.models.watcher import RepositoryControl
+from serving.models.states import ModelState
+from serving.models.status_reports import IndexEntry
 from serving.routing import Router
 from serving.tasks import Prediction, TaskResult
+from serving.tracing import Tracing
 
 if TYPE_CHECKING:
     from serving.metrics import Metrics
@@ -45,7 +50,7 @@ EXTENSIONS = ["model_repository", "binary_tensor_data"]
 RETIRED_RETRIES = 3  # successive retired versions a request follows before failing
 UNKNOWN_MODEL = "_unknown"  # the metrics label for requests naming no known model
 Inputs = Mapping[str, "np.ndarray | WireTensor"]
-# Turns one wire item (a base64 string, say) into a codec item; called after the count.
+# Turns one wire item (a base64 string, say) into the task's item; called after the count.
 Unwrap = Callable[[Any, int], Any]
 
 
@@ -78,14 +83,19 @@ class DataPlane:
         self.registry = registry
         self.settings = settings
         self.metrics = metrics
-        # Load/unload and repository polling (serving/models/watcher.py), shared by REST and gRPC.
-        self.repository = RepositoryControl(registry, settings)
+        # Load/unload and repository polling (serving/models/watcher.py), shared by REST and
+        # gRPC; the registry's own, since an engine front end forwards them to its engines.
+        self.repository = registry.control()
         # Version labels, traffic split and shadow traffic (serving/routing.py).
         self.routing = Router(registry, self.repository.labels, metrics)
         # What a request may cost (admission.py) and where its items decode (decoding.py).
         self.admission = Admission(max(settings.max_request_bytes,
                                        settings.grpc_max_message_bytes))
         self.decoder = Decoder(settings)
+        # Observability (docs/observability.md): spans per request when an OTLP endpoint is
+        # set, and the sampled request capture when a capture file is.
+        self.tracing = Tracing.from_settings(settings)
+        self.capture = CaptureLog.from_settings(settings, metrics)
         self.draining = False
         self._drain_callbacks: list[Callable[[], Any]] = []
 
@@ -105,8 +115,12 @@ class DataPlane:
         return self.registry.unavailable()
 
     def close(self) -> None:
-        """Stop the decoding threads (at shutdown, once requests are done)."""
+        """Stop the decoding threads, write the capture's queued records and export the
+        buffered spans (at shutdown, once requests are done)."""
         self.decoder.close()
+        if self.capture is not None:
+            self.capture.close()
+        self.tracing.shutdown()
 
     def on_draining(self, callback: Callable[[], Any]) -> None:
         """Call ``callback`` once when draining starts (e.g. gRPC health → NOT_SERVING)."""
@@ -125,7 +139,7 @@ class DataPlane:
 
     def model_ready(self, name: str, version: int | None = None) -> bool:
         try:
-            return self.registry.get(name, version).state == "AVAILABLE"
+            return self.registry.get(name, version).state is ModelState.AVAILABLE
         except ServingError:
             return False
 
@@ -144,8 +158,13 @@ class DataPlane:
             raise ModelNotFound(f"model {what} not found")
         return sorted(found, key=lambda m: m.version)
 
-    def model_names(self) -> list[str]:
-        return sorted({m.name for m in self.registry.models()})
+    def available_versions(self, name: str) -> list[int]:
+        """The versions of ``name`` that serve requests (NOT_FOUND for an unknown model)."""
+        return status_reports.available_versions(self.model_statuses(name))
+
+    def repository_index(self, *, ready_only: bool = False) -> list[IndexEntry]:
+        """Every known model version and whether it is ready (v2 REST and gRPC)."""
+        return status_reports.repository_index(self.registry.models(), ready_only=ready_only)
 
     # Inference ------------------------------------------------------------
     def route(self, name: str, version: int | None = None, *, label: str | None = None,
@@ -181,6 +200,8 @@ class DataPlane:
             served, outputs = await self._infer_current(served, version, feeds, until)
             result = InferResult(served.name, served.version,
                                  {k: outputs[k] for k in wanted})
+            if self.capture is not None:
+                _keep("outputs", result.outputs)
         except BaseException as exc:
             self._record(model_name, model_version, protocol, exc, start)
             raise
@@ -202,12 +223,19 @@ class DataPlane:
                 if tensor.encoded and served.manifest.input_spec(name).dtype == "object":
                     array = as_text(name, array)  # a string tensor the model itself takes
                 elif tensor.encoded:
-                    array = await self.decoder.decode(served.codec, list(array.reshape(-1)),
-                                                      deadline)
+                    array = await self._decode_strings(served, array, deadline)
                 arrays[name] = array
             validate_inputs(served.manifest, arrays)
             return arrays
         return feeds
+
+    async def _decode_strings(self, served: ServedModel, array: np.ndarray,
+                              deadline: float) -> np.ndarray:
+        """A string tensor's elements as the model's task items, decoded by its task."""
+        task = served.task
+        assert task is not None  # admission refused strings for a model without a task
+        items = [task.tensor_item(value, i) for i, value in enumerate(array.reshape(-1))]
+        return await task.decode(served.codec, items, self.decoder, deadline)
 
     @staticmethod
     def _output_names(manifest: Manifest, names: list[str] | None) -> list[str]:
@@ -220,23 +248,17 @@ class DataPlane:
                                f"outputs are {known}")
         return list(dict.fromkeys(names))
 
-    async def predict_image(self, images: Sequence[Any], **kwargs: Any) -> TaskResult:
-        return await self._predict("image", images, **kwargs)
+    async def predict(self, task: str, items: Sequence[Any], *, unwrap: Unwrap | None = None,
+                      model: str | None = None, version: int | None = None,
+                      top_k: int | None = None, protocol: str,
+                      deadline: float | None = None, label: str | None = None,
+                      routing_key: str | None = None) -> TaskResult:
+        """Items of ``task`` → predictions, by ``model`` or the task's default model
+        (``label`` and ``routing_key``: see ``route``).
 
-    async def predict_text(self, texts: Sequence[Any], **kwargs: Any) -> TaskResult:
-        return await self._predict("text", texts, **kwargs)
-
-    async def predict_digit(self, digits: Sequence[Any], **kwargs: Any) -> TaskResult:
-        return await self._predict("digit", digits, **kwargs)
-
-    async def _predict(self, task: str, items: Sequence[Any], *, unwrap: Unwrap | None = None,
-                       model: str | None = None, version: int | None = None,
-                       top_k: int | None = None, protocol: str,
-                       deadline: float | None = None, label: str | None = None,
-                       routing_key: str | None = None) -> TaskResult:
-        """Items counted against the model's batch limit, then unwrapped (``unwrap``: the
-        protocol's wire form, base64 say), then decoded by the model's codec. ``label`` and
-        ``routing_key``: see ``route``."""
+        Items are counted against the model's batch limit, then unwrapped (``unwrap``:
+        the protocol's wire form, base64 say, as the task reads it), then decoded by the
+        model's task."""
         start = time.perf_counter()
         name, model_version = model or task, version
         try:
@@ -255,11 +277,11 @@ class DataPlane:
             until = self.deadline(deadline)
             served, outputs = await self._infer_current(served, version,
                                                         self._item_feeds(items, until), until)
-            manifest = served.manifest
-            assert manifest.postprocessing is not None  # a task's manifest has it (validated)
-            probs = tasks.probabilities(manifest, outputs[manifest.postprocessing.output])
+            assert served.task is not None  # task_model() found a model of the task
             result = TaskResult(served.name, served.version,
-                                tasks.to_predictions(manifest, probs, top_k))
+                                served.task.predictions(served.manifest, outputs, top_k))
+            if self.capture is not None:
+                _keep("outputs", result.predictions)
         except BaseException as exc:
             self._record(name, model_version, protocol, exc, start)
             raise
@@ -269,7 +291,8 @@ class DataPlane:
     def _item_feeds(self, items: Sequence[Any], deadline: float) -> Feeds:
         async def feeds(served: ServedModel) -> dict[str, np.ndarray]:
             check_items(served, len(items))
-            array = await self.decoder.decode(served.codec, items, deadline)
+            assert served.task is not None  # task_model() found a model of the task
+            array = await served.task.decode(served.codec, items, self.decoder, deadline)
             return {served.manifest.inputs[0].name: array}
         return feeds
 
@@ -280,8 +303,11 @@ class DataPlane:
         can follow each other quickly, so a few successors in a row are tried."""
         for _ in range(RETIRED_RETRIES):
             try:
+                arrays = await feeds(served)
+                if self.capture is not None and self.capture.keeps_inputs:
+                    _keep("inputs", arrays)
                 start = time.perf_counter()
-                outputs = await served.infer(await feeds(served), deadline=deadline)
+                outputs = await served.infer(arrays, deadline=deadline)
                 # Shadow traffic, if configured: in the background, never the caller's wait;
                 # none once draining (the batchers close soon).
                 if not self.draining:
@@ -320,8 +346,8 @@ class DataPlane:
 
     def _record(self, name: str, version: int | None, protocol: str,
                 exc: BaseException | None, start: float) -> None:
-        if self.metrics is None:
-            return
+        """The request's outcome: its metrics, its stage record (for Server-Timing and
+        the trace), its rejection reason if refused for capacity, and the capture."""
         if exc is None:
             status = "OK"
         elif isinstance(exc, ServingError):
@@ -333,5 +359,23 @@ class DataPlane:
         if isinstance(exc, ModelNotFound):
             name, version = UNKNOWN_MODEL, None  # clients' names must not mint new series
         version_label = "" if version is None else str(version)
-        self.metrics.observe_request(name, version_label, protocol, status,
-                                     time.perf_counter() - start)
+        latency_s = time.perf_counter() - start
+        stages = request_stages.current.get()
+        label = ""
+        if stages is not None:
+            stages.model, stages.version, stages.status = name, version_label, status
+            label = stages.label
+        if self.metrics is not None:
+            self.metrics.observe_request(name, version_label, protocol, status, latency_s)
+            reason = getattr(exc, "rejection", None)
+            if reason is not None:
+                self.metrics.observe_rejection(name, version_label, label, reason)
+        if self.capture is not None:
+            self.capture.offer(stages, name, version_label, protocol, status, latency_s)
+
+
+def _keep(what: str, value: Any) -> None:
+    """Note the request's inputs or outputs on its stage record, for the capture."""
+    stages = request_stages.current.get()
+    if stages is not None:
+        setattr(stages, what, value)

@@ -1,7 +1,9 @@
-"""Encoded items → a model's input tensor, for every protocol (the dataplane calls this).
+"""Encoded items → a model's input tensor: where the work runs, and what it may cost.
 
-Items are images (bytes), texts (strings, or UTF-8 bytes) and digits (an image, or 784
-numbers). The caller has already counted them against the batch limit. Then:
+The task plug-ins (serving/tasks/) decode their items through a Decoder, which the
+dataplane owns: ``images`` (encoded images, or for digits also items given as numbers)
+and ``texts`` (strings, or UTF-8 bytes). The caller has already counted the items
+against the batch limit. Then:
 
 - images: each header is read (size and format, nothing decoded) and the request's
   declared pixels checked against ``max_request_pixels``; each image then decodes
@@ -25,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from serving.codecs import DigitCodec, ImageCodec, TextCodec
 from serving.codecs.image import DeclaredImage, declared_image
 from serving.config import Settings
 from serving.decode_pool import DecodePool
@@ -36,7 +37,6 @@ INLINE_PIXELS = 1 << 16
 INLINE_TEXT_CHARS = 8 * 1024
 _BINARY = (bytes, bytearray, memoryview)
 _ITEM_ERRORS = (InvalidInput, UnsupportedMediaType, PayloadTooLarge)
-Codec = ImageCodec | DigitCodec | TextCodec
 
 
 @contextlib.contextmanager
@@ -59,23 +59,12 @@ class Decoder:
         self.pool = DecodePool(settings.decode_threads, settings.decode_memory_bytes)
         self.max_request_pixels = settings.max_request_pixels
 
-    async def decode(self, codec: Codec | None, items: Sequence[Any],
-                     deadline: float) -> np.ndarray:
-        """The model's input tensor for ``items``, by the model's codec."""
-        if isinstance(codec, ImageCodec):
-            return await self._images(items, codec.max_pixels, codec.decode, deadline,
-                                      numbers=None)
-        if isinstance(codec, DigitCodec):
-            return await self._images(items, codec.max_pixels, codec.decode_image, deadline,
-                                      numbers=codec.decode_values)
-        if isinstance(codec, TextCodec):
-            return await self._texts(codec, items, deadline)
-        raise InvalidInput("this model takes tensors, not encoded items (it has no task)")
-
-    async def _images(self, items: Sequence[Any], max_pixels: int,
-                      decode: Callable[[bytes], np.ndarray], deadline: float, *,
-                      numbers: Callable[[Any], np.ndarray] | None) -> np.ndarray:
-        """Images (and, for digits, items given as numbers) → stacked rows."""
+    async def images(self, items: Sequence[Any], *, max_pixels: int,
+                     decode: Callable[[bytes], np.ndarray], deadline: float,
+                     numbers: Callable[[Any], np.ndarray] | None = None) -> np.ndarray:
+        """Encoded images, each ``decode``d to one row (at most ``max_pixels`` each), and
+        with ``numbers`` also items given as numbers (``numbers(item)``: a row) →
+        the rows stacked."""
         binary = 0
         for i, item in enumerate(items):
             if isinstance(item, _BINARY):
@@ -135,12 +124,13 @@ class Decoder:
                     rows.append(decode(bytes(item)))
         return _stack(rows)
 
-    async def _texts(self, codec: TextCodec, items: Sequence[Any],
-                     deadline: float) -> np.ndarray:
-        texts = [_text(i, item, codec.max_chars) for i, item in enumerate(items)]
+    async def texts(self, items: Sequence[Any], *, max_chars: int,
+                    encode: Callable[[list[str]], np.ndarray], deadline: float) -> np.ndarray:
+        """Texts (strings, or UTF-8 bytes; at most ``max_chars`` each) → ``encode(texts)``."""
+        texts = [_text(i, item, max_chars) for i, item in enumerate(items)]
         if sum(len(t) for t in texts) <= INLINE_TEXT_CHARS:
-            return codec.encode(texts)
-        return await self.pool.run(deadline, codec.encode, texts)
+            return encode(texts)
+        return await self.pool.run(deadline, encode, texts)
 
     def close(self) -> None:
         self.pool.close()

@@ -16,6 +16,8 @@ from __future__ import annotations
 class ServingError(Exception):
     http_status: int = 500
     grpc_code: str = "INTERNAL"
+    # A refusal for capacity, counted by reason in modelserve_rejections_total.
+    rejection: str | None = None
 
     def __init__(self, message: str, *, retry_after_s: float | None = None,
                  detail: str | None = None) -> None:
@@ -32,9 +34,10 @@ class InvalidInput(ServingError):
     grpc_code = "INVALID_ARGUMENT"
 
 
-class Unauthenticated(ServingError):
-    http_status = 401
-    grpc_code = "UNAUTHENTICATED"
+class TooManyItems(InvalidInput):
+    """More items in one request than the model's largest batch."""
+
+    rejection = "too_large"
 
 
 class PermissionDenied(ServingError):
@@ -52,6 +55,7 @@ class ModelNotFound(ServingError):
 class PayloadTooLarge(ServingError):
     http_status = 413
     grpc_code = "RESOURCE_EXHAUSTED"
+    rejection = "too_large"
 
 
 class UnsupportedMediaType(ServingError):
@@ -71,6 +75,7 @@ class Overloaded(ServingError):
 
     http_status = 503
     grpc_code = "UNAVAILABLE"
+    rejection = "queue_full"
 
     def __init__(self, message: str, *, retry_after_s: float | None = 1.0,
                  detail: str | None = None) -> None:
@@ -82,9 +87,22 @@ class ShuttingDown(ServingError):
     grpc_code = "UNAVAILABLE"
 
 
+class EngineUnavailable(ServingError):
+    """Engine layout: the engine holding the model is gone (its supervisor restarts it);
+    answered at once so clients retry, never left waiting."""
+
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+
+    def __init__(self, message: str, *, retry_after_s: float | None = 1.0,
+                 detail: str | None = None) -> None:
+        super().__init__(message, retry_after_s=retry_after_s, detail=detail)
+
+
 class DeadlineExceeded(ServingError):
     http_status = 504
     grpc_code = "DEADLINE_EXCEEDED"
+    rejection = "deadline"
 
 
 class InferenceFailed(ServingError):

@@ -38,6 +38,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0,
                    5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# Why a request was refused before or while it waited to run (errors.ServingError.rejection).
+REJECTION_REASONS = ("queue_full", "deadline", "too_large")
 
 
 def multiprocess_dir() -> str | None:
@@ -74,6 +76,21 @@ class Metrics:
         self.queue_depth = Gauge("queue_depth", "Rows waiting in the batch queue",
                                  ["model", "version"], namespace=ns, registry=reg,
                                  multiprocess_mode="livesum")
+        # Set once per version: the fill ratio is batch_size over it, in PromQL, so a batch
+        # pays for no second histogram.
+        self.max_batch_size = Gauge("max_batch_size", "Largest batch the version forms (rows)",
+                                    ["model", "version"], namespace=ns, registry=reg,
+                                    multiprocess_mode="livemax")
+        # "label" is the version label the request was routed by ("" when none).
+        self.rejections = Counter(
+            "rejections", "Requests refused for capacity: queue_full, deadline, too_large",
+            ["model", "version", "label", "reason"], namespace=ns, registry=reg)
+        self.capture_written = Counter("capture_records",
+                                       "Request capture records written", namespace=ns,
+                                       registry=reg)
+        self.capture_dropped = Counter(
+            "capture_dropped", "Request capture records dropped (the writer fell behind)",
+            namespace=ns, registry=reg)
         self._request_children: dict[tuple[str, str, str, str], tuple[Any, Any, LiveModel]] = {}
         self.live = LiveWindow()
         self.model_loaded = Gauge("model_loaded", "1 when the model version is serving",
@@ -99,11 +116,15 @@ class Metrics:
             live.version = version
         live.request(status == "OK", latency_s)
 
+    def observe_rejection(self, model: str, version: str, label: str, reason: str) -> None:
+        self.rejections.labels(model, version, label, reason).inc()
+
     def set_model_loaded(self, model: str, version: int, loaded: bool) -> None:
         self.model_loaded.labels(model, str(version)).set(1 if loaded else 0)
 
-    def batch_observer(self, model: str, version: int) -> BatchMetrics:
-        return BatchMetrics(self, model, str(version))
+    def batch_observer(self, model: str, version: int,
+                       max_batch_size: int | None = None) -> BatchMetrics:
+        return BatchMetrics(self, model, str(version), max_batch_size)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text for GET /metrics, merged over workers when multiprocess."""
@@ -123,7 +144,10 @@ class Metrics:
 class BatchMetrics:
     """A batching.BatchObserver bound to one model version (children resolved once)."""
 
-    def __init__(self, metrics: Metrics, model: str, version: str) -> None:
+    def __init__(self, metrics: Metrics, model: str, version: str,
+                 max_batch_size: int | None = None) -> None:
+        if max_batch_size:
+            metrics.max_batch_size.labels(model, version).set(max_batch_size)
         self._depth = metrics.queue_depth.labels(model, version)
         self._queue = metrics.queue_time.labels(model, version)
         self._compute = metrics.compute_time.labels(model, version)

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-from serving import tasks
 from serving.errors import InvalidInput, ServingError
 from serving.models.labels import ModelLabels, Rollout, Shadow
+from serving.tasks.classification import probabilities
 
 if TYPE_CHECKING:
     from serving.metrics import Metrics
@@ -248,7 +248,7 @@ def top_labels(served: ServedModel, outputs: dict[str, np.ndarray]) -> np.ndarra
     output flattened per row."""
     manifest = served.manifest
     if manifest.postprocessing is not None:
-        probs = tasks.probabilities(manifest, outputs[manifest.postprocessing.output])
+        probs = probabilities(manifest, outputs[manifest.postprocessing.output])
     else:
         first = outputs[manifest.outputs[0].name]
         probs = first.reshape(first.shape[0], -1) if first.ndim else first.reshape(1, 1)

@@ -26,10 +26,11 @@ import uvicorn
 from serving.banner import ready_banner
 from serving.config import Settings
 from serving.dataplane import DataPlane
+from serving.engine.layout import build_registry
 from serving.metrics import Metrics
-from serving.models.registry import ModelRegistry
 from serving.rest.app import create_app
 from serving.rest.connection_limits import ConnectionLimits, limited_class
+from serving.rest.granian_server import GranianServer
 from serving.rest.hot_protocol import protocol_class
 
 logger = logging.getLogger(__name__)
@@ -81,13 +82,16 @@ class ServerProcess:
         self.settings = settings
         self.sockets = sockets
         self.metrics = Metrics()
-        self.registry = ModelRegistry(settings, self.metrics)
+        # Per-worker: sessions here; engine layout: a front end of the engines (serving/engine).
+        self.registry, self.engines = build_registry(settings, self.metrics)
         self.dataplane = DataPlane(self.registry, settings, self.metrics)
         self.app = create_app(settings, self.dataplane, self.metrics)
-        self.http = _UvicornServer(uvicorn_config(self.app, settings))
+        self.http: Any = _UvicornServer(uvicorn_config(self.app, settings)) \
+            if settings.http_server == "uvicorn" else GranianServer(self.app, settings)
         self.grpc: Any | None = None
         self._stop = asyncio.Event()
         self._load_task: asyncio.Task[None] | None = None
+        self._engine_task: asyncio.Task[None] | None = None
 
     def request_stop(self) -> None:
         if self._stop.is_set():
@@ -106,6 +110,9 @@ class ServerProcess:
             raise StartupError(f"cannot serve gRPC on {self.settings.host}:"
                                f"{self.settings.grpc_port}: {exc}") from exc
         self.app.state.grpc_port = getattr(self.grpc, "port", None)
+        if self.engines is not None:  # engines of its own (no supervisor started them)
+            self.engines.start()
+            self._engine_task = asyncio.create_task(self._watch_engines())
         http_task = asyncio.create_task(self.http.serve(sockets=self.sockets))
         self._load_task = asyncio.create_task(self._load())
         if self.grpc is not None:
@@ -139,6 +146,8 @@ class ServerProcess:
         budget = self.settings.shutdown_timeout_s
         deadline = time.monotonic() + budget
         self.dataplane.start_draining()
+        if self.engines is not None:
+            self.engines.stop_restarting()
         drain = min(self.settings.drain_seconds, budget / 2)
         logger.info("draining: not ready; still serving for %.1f s", drain)
         with contextlib.suppress(TimeoutError):
@@ -160,8 +169,23 @@ class ServerProcess:
             self._load_task.cancel()
         await self.dataplane.repository.close()  # no reloads while closing
         await self._close_registry(max(0.5, deadline - time.monotonic()))
+        await self._stop_engines(max(1.0, deadline - time.monotonic()))
         self.dataplane.close()
         logger.info("stopped")
+
+    async def _watch_engines(self) -> None:
+        assert self.engines is not None
+        while True:
+            self.engines.check()
+            await asyncio.sleep(0.1)
+
+    async def _stop_engines(self, timeout: float) -> None:
+        """After the front end (this process) has stopped serving: engines drain last."""
+        if self.engines is None:
+            return
+        if self._engine_task is not None:
+            self._engine_task.cancel()
+        await asyncio.to_thread(self.engines.stop, timeout)
 
     async def _second_signal(self) -> None:
         while not self.http.force_exit:

@@ -101,7 +101,10 @@ def serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CLIError(f"cannot listen on {settings.host}:{settings.http_port}: "
                        f"{exc.strerror or exc}") from exc
-    if settings.workers > 1:
+    from serving.engine.placement import runs_engines
+
+    # Engines of its own always come with a supervisor: engines, front ends, their order.
+    if settings.workers > 1 or runs_engines(settings):
         from serving.workers import run_workers
 
         return run_workers(settings, sock)

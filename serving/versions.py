@@ -1,4 +1,5 @@
-"""A model version as a request names it (REST paths, v2 REST and gRPC): one parser.
+"""A model version as a request names it (REST paths, v2 REST and gRPC, TF Serving's
+ModelSpec). Labels are resolved by serving/routing.py from each model's labels.json.
 
 Versions are positive integers that fit TensorFlow Serving's int64; anything else,
 a version thousands of digits long included, is the client's mistake (400 /
@@ -12,6 +13,7 @@ from serving.errors import InvalidInput
 MAX_VERSION = 2**63 - 1
 _MAX_DIGITS = len(str(MAX_VERSION))
 _ECHO_CHARS = 24
+LATEST = "latest"
 
 
 def parse_version(value: str | None) -> int | None:
@@ -26,3 +28,12 @@ def parse_version(value: str | None) -> int | None:
         raise InvalidInput(f"version must be a positive integer up to {MAX_VERSION}, "
                            f"got {shown!r}")
     return int(value)
+
+
+def version_number(value: int) -> int:
+    """A version given as a number (TF Serving's ModelSpec.version): positive."""
+    if not 1 <= value <= MAX_VERSION:
+        raise InvalidInput(f"version must be a positive integer up to {MAX_VERSION}, "
+                           f"got {value}")
+    return value
+

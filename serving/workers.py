@@ -1,4 +1,5 @@
-"""Several server processes on one port: each with its own sessions, metrics merged.
+"""Several server processes on one port: each with its own sessions, metrics merged
+(or, in the engine layout, front ends of engine processes: serving/engine/supervisor.py).
 
 The parent binds the REST socket once and hands it to N spawned workers (the
 kernel spreads connections among them); gRPC binds the same port in each worker
@@ -16,11 +17,12 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from serving.config import Settings
+from serving.engine.placement import runs_engines
 
 logger = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -42,17 +44,37 @@ def free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
+STARTUP_FAILED = 2  # a worker that cannot start (a port taken): the server stops too
+
+
 def _worker(settings: Settings, sock: socket.socket, log_level: str) -> None:
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
-    from serving.server import run_process
+    from serving.server import StartupError, run_process
 
-    raise SystemExit(run_process(settings, sockets=[sock]))
+    try:
+        code = run_process(settings, sockets=[sock])
+    except StartupError as exc:
+        logger.error("%s", exc)  # one clear line, as the single-process server prints it
+        code = STARTUP_FAILED
+    raise SystemExit(code)
+
+
+def _spawn(sock: socket.socket) -> Callable[[Settings, int], BaseProcess]:
+    context = multiprocessing.get_context("spawn")
+
+    def spawn(settings: Settings, index: int) -> BaseProcess:
+        proc = context.Process(target=_worker, args=(settings, sock, settings.log_level),
+                               name=f"modelserve-worker-{index}")
+        proc.start()
+        return proc
+    return spawn
 
 
 def run_workers(settings: Settings, sock: socket.socket) -> int:
     """Start ``settings.workers`` processes on the bound REST socket ``sock``, forward
-    SIGTERM/SIGINT, wait for them."""
+    SIGTERM/SIGINT, wait for them. In the engine layout they are front ends of engines
+    started first (serving/engine/supervisor.py)."""
     updates: dict[str, Any] = {"http_port": sock.getsockname()[1]}
     if settings.grpc_port == 0:
         updates["grpc_port"] = free_port(settings.host)
@@ -63,13 +85,14 @@ def run_workers(settings: Settings, sock: socket.socket) -> int:
         os.environ[MULTIPROC_ENV] = own_dir
     logger.info("starting %d workers on port %d (gRPC %d)", settings.workers,
                 settings.http_port, settings.grpc_port)
-    context = multiprocessing.get_context("spawn")
-    procs = [context.Process(target=_worker, args=(settings, sock, settings.log_level),
-                             name=f"modelserve-worker-{i}") for i in range(settings.workers)]
-    for proc in procs:
-        proc.start()
-    sock.close()  # each worker holds its own copy; none kept here once they stop listening
     try:
+        if runs_engines(settings):
+            from serving.engine.supervisor import run_engine_layout
+
+            return run_engine_layout(settings, sock, _spawn(sock))
+        spawn = _spawn(sock)
+        procs = [spawn(settings, i) for i in range(settings.workers)]
+        sock.close()  # each worker holds its own copy; none kept here once they stop listening
         return _supervise(procs)
     finally:
         sock.close()

@@ -30,9 +30,11 @@ def _verbose(value: str) -> Any:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="default: digit 128, text 32, image 16")
     p.add_argument("--verbose", type=_verbose, default="auto",
-                   help="Keras progress: auto, 0 (silent), 1 (bar), 2 (a line per epoch)")
+                   help="Keras progress: auto (a bar on a terminal, else a line per epoch), "
+                        "0 (silent), 1 (bar), 2 (a line per epoch)")
     p.add_argument("--image-data-dir", type=Path, default=None,
                    help="image folder: train/<class>/ and test/<class>/ (or <class>/ only); "
                         "default: two Fashion-MNIST classes written as PNG folders")
@@ -40,6 +42,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="MobileNetV2 weights: auto (imagenet if reachable, else none), "
                         "imagenet, none, or a weights file (default auto)")
     p.add_argument("--image-size", type=int, default=150)
+    p.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16"), default="auto",
+                   help="image training: auto (bfloat16 only on CPUs with AMX-BF16), float32, "
+                        "mixed_bfloat16; the exported model is float32 either way")
 
 
 def _add_train(subparsers: Any) -> None:
@@ -47,7 +52,8 @@ def _add_train(subparsers: Any) -> None:
     p.add_argument("model", choices=TASKS, help="which model to train")
     p.add_argument("--out", type=Path, required=True, help="run directory to create")
     _add_common(p)
-    p.add_argument("--epochs", type=int, default=None, help="default: digit 5, text 15, image 3")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="default: digit 10, text at most 20 (early stopping), image 1")
     p.add_argument("--train-limit", type=int, default=None, help="use at most N training items")
     p.add_argument("--test-limit", type=int, default=None, help="use at most N test items")
     p.add_argument("--num-words", type=int, default=10_000, help="text: tokenizer vocabulary")
@@ -58,7 +64,18 @@ def _add_train(subparsers: Any) -> None:
                    help="text: Rotten Tomatoes corpus variant")
     p.add_argument("--test-fraction", type=float, default=0.2,
                    help="held-out share when the data has no test split")
-    p.add_argument("--learning-rate", type=float, default=1e-3, help="image: Adam rate")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="Adam's peak rate (warm-up, then cosine decay); default: digit 2e-3, "
+                        "text 2e-3, image 2e-3")
+    p.add_argument("--validation-fraction", type=float, default=0.1,
+                   help="text: share of the training texts held out for early stopping")
+    p.add_argument("--patience", type=int, default=5,
+                   help="text: epochs without a lower validation loss before stopping")
+    p.add_argument("--dropout", type=float, default=0.5,
+                   help="text: dropout on the pooled embedding (0 turns it off)")
+    p.add_argument("--nb-init-dims", type=int, default=16,
+                   help="text: embedding dimensions that start at each word's naive-Bayes "
+                        "log-count ratio (0: all random)")
     base = p.add_mutually_exclusive_group()
     base.add_argument("--train-base", dest="train_base", action="store_true", default=None,
                       help="image: train MobileNetV2 too (default when no weights are loaded)")
@@ -85,7 +102,7 @@ def _add_build(subparsers: Any) -> None:
                    help="epochs for all models (N) or one (image=2); repeatable")
     _add_common(p)
     p.add_argument("--image-train-limit", type=int, default=None,
-                   help="image: training images (default 1200)")
+                   help="image: training images (default 9000)")
     p.add_argument("--image-test-limit", type=int, default=None,
                    help="image: test images (default 1000)")
     p.add_argument("--quick", action="store_true",
@@ -143,7 +160,7 @@ def _config(args: argparse.Namespace, **overrides: Any) -> Any:
 
     common = {"seed": args.seed, "batch_size": args.batch_size, "verbose": args.verbose,
               "image_data_dir": args.image_data_dir, "weights": args.weights,
-              "image_size": args.image_size}
+              "image_size": args.image_size, "precision": args.precision}
     return TrainConfig(**{**common, **overrides})
 
 
@@ -157,6 +174,8 @@ def _run_train(args: argparse.Namespace) -> int:
                      max_length=args.max_length, embedding_dim=args.embedding_dim,
                      oov_token=args.oov_token, corpus=args.corpus,
                      test_fraction=args.test_fraction, learning_rate=args.learning_rate,
+                     validation_fraction=args.validation_fraction, patience=args.patience,
+                     dropout=args.dropout, nb_init_dims=args.nb_init_dims,
                      train_base=args.train_base)
     if args.out.exists() and any(args.out.iterdir()):
         raise CLIError(f"run directory {args.out} exists and is not empty")

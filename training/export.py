@@ -69,8 +69,9 @@ def build_manifest(run: dict[str, Any], name: str, onnx_path: Path, opset: int,
     provenance = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "frameworks": framework_versions(), "opset": opset, "dataset": run["dataset"],
-        "weights": run.get("weights"), "training": {"hyperparameters": run["hyperparameters"],
-                                                   "train_seconds": run["train_seconds"]},
+        "weights": run.get("weights"),
+        "training": {"hyperparameters": run["hyperparameters"],
+                     "train_seconds": run["train_seconds"], "history": run.get("history")},
         "parity": parity, **extra}
     return Manifest(name=name, version=1, task=run["task"], sha256=sha256_file(onnx_path),
                     inputs=[TensorSpec(**spec) for spec in inputs],

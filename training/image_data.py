@@ -37,7 +37,7 @@ FASHION_MNIST_CLASSES = {7: "sneaker", 9: "ankle_boot"}
 @dataclass(frozen=True)
 class ImageSplit:
     class_names: list[str]
-    x_train: np.ndarray  # (n, h, w, 3) float32 from ImageCodec
+    x_train: np.ndarray  # (n, h, w, 3) float32 from ImageCodec, or its uint8 pixels
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
@@ -72,21 +72,43 @@ def _take(files: dict[str, list[Path]], limit: int | None, seed: int) -> dict[st
             for c, fs in files.items()}
 
 
-def decode_files(files: dict[str, list[Path]], classes: list[str],
-                 codec: ImageCodec) -> tuple[np.ndarray, np.ndarray]:
-    """Decode with the serving codec (same resize as serving); all bad files reported at once."""
+def decode_files(files: dict[str, list[Path]], classes: list[str], codec: ImageCodec,
+                 as_uint8: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Decode with the serving codec (same resize as serving); all bad files reported at once.
+
+    as_uint8: keep each image as the codec's 8-bit pixels (a quarter of the memory);
+    ``pixels_from_uint8`` gives back the codec's float32 values exactly.
+    """
     arrays, labels, bad = [], [], []
     for label, cls in enumerate(classes):
         for path in files[cls]:
             try:
-                arrays.append(codec.decode(path.read_bytes()))
+                pixels = codec.decode(path.read_bytes())
+                arrays.append(to_uint8(pixels, codec) if as_uint8 else pixels)
                 labels.append(label)
             except (ServingError, OSError) as exc:
                 bad.append(f"{path}: {getattr(exc, 'message', exc)}")
     if bad:
         shown = "; ".join(bad[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
         raise DataError(f"{len(bad)} image file(s) cannot be read: {shown}")
-    return np.stack(arrays).astype(np.float32), np.asarray(labels, dtype=np.int64)
+    return np.stack(arrays), np.asarray(labels, dtype=np.int64)
+
+
+def to_uint8(pixels: np.ndarray, codec: ImageCodec) -> np.ndarray:
+    """The codec's 8-bit pixels behind its float32 output (uint8 times ``scale``).
+
+    Checked, not assumed: a codec that computed anything else would fail here instead
+    of training on values the server never produces.
+    """
+    restored = np.rint(pixels / np.float32(codec.scale)).clip(0, 255).astype(np.uint8)
+    if not np.array_equal(pixels_from_uint8(restored, codec), pixels):
+        raise DataError("the image codec's output is not 8-bit pixels times its scale")
+    return restored
+
+
+def pixels_from_uint8(pixels: np.ndarray, codec: ImageCodec) -> np.ndarray:
+    """float32 model input, bit for bit what ``codec.decode`` returns (same product)."""
+    return np.multiply(pixels, np.float32(codec.scale), dtype=np.float32)
 
 
 def tree_files(root: Path, test_fraction: float = 0.2, seed: int = 42
@@ -108,11 +130,13 @@ def tree_files(root: Path, test_fraction: float = 0.2, seed: int = 42
 
 def load_image_tree(root: Path, codec: ImageCodec, *, train_limit: int | None = None,
                     test_limit: int | None = None, test_fraction: float = 0.2,
-                    seed: int = 42) -> ImageSplit:
+                    seed: int = 42, as_uint8: bool = False) -> ImageSplit:
     """Decode the train and test images of a tree (at most ``*_limit`` of each, balanced)."""
     classes, train_files, test_files = tree_files(root, test_fraction, seed)
-    x_train, y_train = decode_files(_take(train_files, train_limit, seed), classes, codec)
-    x_test, y_test = decode_files(_take(test_files, test_limit, seed + 1), classes, codec)
+    x_train, y_train = decode_files(_take(train_files, train_limit, seed), classes, codec,
+                                    as_uint8)
+    x_test, y_test = decode_files(_take(test_files, test_limit, seed + 1), classes, codec,
+                                  as_uint8)
     logger.info("image data %s: classes %s, %d train / %d test images", root, classes,
                 len(y_train), len(y_test))
     return ImageSplit(classes, x_train, y_train, x_test, y_test, source=f"image folder {root}")

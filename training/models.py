@@ -17,36 +17,50 @@ TEXT_INPUT, TEXT_OUTPUT = "tokens", "probability"
 IMAGE_INPUT, IMAGE_OUTPUT = "image", "probability"
 
 
-def build_digit() -> Any:
-    """Dense(128, relu) on 784 pixels → Dense(10, softmax)."""
+def build_digit(learning_rate: Any = 1e-3, label_smoothing: float = 0.0) -> Any:
+    """Dense(128, relu) on 784 pixels → Dense(10, softmax).
+
+    With label smoothing the labels must be one-hot (Keras' sparse loss has no smoothing).
+    """
     import keras
 
     pixels = keras.Input(shape=(784,), name=DIGIT_INPUT)
     hidden = keras.layers.Dense(128, activation="relu", name="hidden")(pixels)
     out = keras.layers.Dense(10, activation="softmax", name=DIGIT_OUTPUT)(hidden)
     model = keras.Model(pixels, out, name="digit")
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    loss = (keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+            if label_smoothing else "sparse_categorical_crossentropy")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
+                  metrics=["accuracy"])
     return model
 
 
-def build_text(vocab_size: int = 10_000, max_length: int = 100, embedding_dim: int = 16) -> Any:
-    """Embedding → GlobalAveragePooling1D → Dense(24, relu) → Dense(1, sigmoid)."""
+def build_text(vocab_size: int = 10_000, max_length: int = 100, embedding_dim: int = 16,
+               learning_rate: Any = 1e-3, dropout: float = 0.0) -> Any:
+    """Embedding → GlobalAveragePooling1D → [Dropout] → Dense(24, relu) → Dense(1, sigmoid).
+
+    Dropout on the pooled embedding only acts in training; the exported graph is the seed's.
+    """
     import keras
 
     tokens = keras.Input(shape=(max_length,), dtype="int32", name=TEXT_INPUT)
     x = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")(tokens)
     x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="pool_dropout")(x)
     x = keras.layers.Dense(24, activation="relu", name="hidden")(x)
     out = keras.layers.Dense(1, activation="sigmoid", name=TEXT_OUTPUT)(x)
     model = keras.Model(tokens, out, name="text")
-    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
+                  metrics=["accuracy"])
     return model
 
 
 def build_image(size: int = 150, weights: str | None = None, train_base: bool = False,
-                learning_rate: float = 1e-3, bn_momentum: float | None = None) -> Any:
+                learning_rate: Any = 1e-3, bn_momentum: float | None = None) -> Any:
     """MobileNetV2 (no top) → GlobalAveragePooling2D → Dense(1024) → Dense(512) → Dense(1).
 
+    learning_rate: a float or a Keras schedule (Adam's rate).
     weights: "imagenet", a local weights file, or None (random). The seed freezes a
     pretrained base; with random weights the base must be trained (``train_base``).
     bn_momentum: a faster BatchNorm momentum for a base trained from scratch on few
@@ -66,7 +80,8 @@ def build_image(size: int = 150, weights: str | None = None, train_base: bool = 
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dense(1024, activation="relu", name="hidden1")(x)
     x = keras.layers.Dense(512, activation="relu", name="hidden2")(x)
-    out = keras.layers.Dense(1, activation="sigmoid", name=IMAGE_OUTPUT)(x)
+    # float32 output even under a mixed-precision policy (a bfloat16 sigmoid rounds to 1/256)
+    out = keras.layers.Dense(1, activation="sigmoid", name=IMAGE_OUTPUT, dtype="float32")(x)
     model = keras.Model(image, out, name="image")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
                   metrics=["accuracy"])

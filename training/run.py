@@ -46,6 +46,7 @@ def save_run(result: TrainResult, config: TrainConfig, run_dir: Path) -> Path:
             "preprocessing": result.preprocessing, "postprocessing": result.postprocessing,
             "metrics": result.metrics, "dataset": result.dataset,
             "hyperparameters": result.hyperparameters, "weights": result.weights,
+            "history": result.history,
             "train_seconds": result.train_seconds, "config": config.to_json()}
     (run_dir / RUN_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     logger.info("saved %s run to %s", result.task, run_dir)

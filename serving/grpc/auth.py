@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from serving.auth import key_allowed
+from serving.auth import key_allowed, presented_key
 
 OPEN_METHODS = frozenset({
     "/inference.GRPCInferenceService/ServerLive",
@@ -20,14 +20,11 @@ OPEN_METHODS = frozenset({
 OPEN_PREFIX = "/grpc.health.v1.Health/"
 
 
-def _given_key(metadata: Any) -> bytes:
-    for key, value in metadata or ():
-        if key == "authorization":
-            text = value if isinstance(value, str) else value.decode()
-            return text.removeprefix("Bearer ").strip().encode()
-        if key == "x-api-key":
-            return (value if isinstance(value, str) else value.decode()).encode()
-    return b""
+def _given_key(metadata: Any) -> bytes | None:
+    """The key in the call's metadata (keys are lower-case in gRPC; values str, or bytes
+    for ``-bin`` keys), read as REST reads headers."""
+    return presented_key((key.encode(), value.encode() if isinstance(value, str) else value)
+                         for key, value in metadata or ())
 
 
 def _deny(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import grpc
 
 from serving import request_ids
+from serving import stages as request_stages
 from serving.errors import ServingError
 
 logger = logging.getLogger(__name__)
@@ -38,11 +39,18 @@ def map_errors(handler: Handler[T]) -> Handler[T]:
 
     @functools.wraps(handler)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
-        request_id = request_ids.start(_sent_id(context))
+        request_id = request_ids.start(sent_id(context))
         trailing: tuple[tuple[str, str], ...] = ((request_ids.HEADER, request_id),)
         context.set_trailing_metadata(trailing)
+        # The request's stage record (serving/stages.py), for its trace spans.
+        stages = request_stages.start(name, request_id)
+        tracing = getattr(getattr(self, "dataplane", None), "tracing", None)
+        if tracing is not None and tracing.enabled:
+            tracing.note_metadata(stages, context.invocation_metadata())
         try:
-            return await handler(self, request, context)
+            response = await handler(self, request, context)
+            stages.done = time.monotonic()
+            return response
         except ServingError as err:
             message = err.message
             if err.retry_after_s is not None:
@@ -63,12 +71,17 @@ def map_errors(handler: Handler[T]) -> Handler[T]:
                              handler.__qualname__)
             await context.abort(grpc.StatusCode.INTERNAL,
                                 f"internal server error (request id {request_id})")
+        finally:
+            if tracing is not None:
+                tracing.finish(stages)
         raise AssertionError("unreachable: context.abort raises")
 
+    name = f"grpc {handler.__qualname__.replace('.', '/')}"
     return wrapper
 
 
-def _sent_id(context: grpc.aio.ServicerContext) -> str | bytes | None:
+def sent_id(context: grpc.aio.ServicerContext) -> str | bytes | None:
+    """The client's ``x-request-id`` metadata, if it sent one."""
     for key, value in context.invocation_metadata() or ():
         if key == request_ids.HEADER:
             return value

@@ -12,6 +12,7 @@ Writes ``tensor_content`` for numbers (one copy, no per-element work) and
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -20,29 +21,25 @@ from serving.admission import MAX_RANK, WireTensor, declared_shape, object_array
 from serving.errors import InvalidInput
 from serving.grpc.generated.tensorflow.core.framework import (
     tensor_pb2,
-    tensor_shape_pb2,
     types_pb2,
 )
+from serving.wire.dtypes import NUMPY_TO_TF, tf_datatype
 
-# numpy dtype name → (TensorFlow DataType name, typed value field).
-_NUMPY = {
-    "float32": ("DT_FLOAT", "float_val"), "float64": ("DT_DOUBLE", "double_val"),
-    "float16": ("DT_HALF", "half_val"), "int8": ("DT_INT8", "int_val"),
-    "int16": ("DT_INT16", "int_val"), "int32": ("DT_INT32", "int_val"),
-    "int64": ("DT_INT64", "int64_val"), "uint8": ("DT_UINT8", "int_val"),
-    "uint16": ("DT_UINT16", "int_val"), "uint32": ("DT_UINT32", "uint32_val"),
-    "uint64": ("DT_UINT64", "uint64_val"), "bool": ("DT_BOOL", "bool_val"),
-    "object": ("DT_STRING", "string_val"),
+# The TensorProto field that carries each dtype's typed values (DataTypes: serving/wire/dtypes.py).
+_VALUE_FIELD = {
+    "float16": "half_val", "float32": "float_val", "float64": "double_val",
+    "int8": "int_val", "int16": "int_val", "int32": "int_val", "int64": "int64_val",
+    "uint8": "int_val", "uint16": "int_val", "uint32": "uint32_val", "uint64": "uint64_val",
+    "bool": "bool_val", "object": "string_val",
 }
-_BY_ENUM = {types_pb2.DataType.Value(tf): (np.dtype(np_name), field)
-            for np_name, (tf, field) in _NUMPY.items()}
+_BY_ENUM = {types_pb2.DataType.Value(tf): (np.dtype(np_name), _VALUE_FIELD[np_name])
+            for np_name, tf in NUMPY_TO_TF.items()}
+_ENUM = {tf: types_pb2.DataType.Value(tf) for tf in [*NUMPY_TO_TF.values(), "DT_INVALID"]}
 
 
 def tf_dtype(dtype: np.dtype | str) -> Any:
     """The DataType enum value (an int) for a numpy dtype (DT_INVALID when there is none)."""
-    name = np.dtype(dtype).name
-    tf = _NUMPY.get(name, ("DT_INVALID", ""))[0]
-    return types_pb2.DataType.Value(tf)
+    return _ENUM[tf_datatype(dtype)]
 
 
 def _shape(proto: tensor_pb2.TensorProto, name: str) -> list[int]:
@@ -107,18 +104,33 @@ def _build(proto: tensor_pb2.TensorProto, dtype: np.dtype, field: str, shape: li
 
 
 def from_numpy(array: Any) -> tensor_pb2.TensorProto:
+    proto = tensor_pb2.TensorProto()
+    write_numpy(proto, array)
+    return proto
+
+
+def write_numpy(proto: tensor_pb2.TensorProto, array: Any) -> None:
+    """``array`` into ``proto`` (an empty TensorProto, e.g. a response's output entry):
+    ``tensor_content`` for numbers, ``string_val`` for bytes."""
     arr = np.asarray(array)
     if arr.dtype.kind in "SUO":
         arr = arr.astype(object)
     dtype = tf_dtype(arr.dtype)
     if dtype == types_pb2.DT_INVALID:
         raise InvalidInput(f"dtype {arr.dtype} has no TensorFlow DataType")
-    proto = tensor_pb2.TensorProto(dtype=dtype)
-    proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=d)
-                                  for d in arr.shape)
+    proto.dtype = dtype
+    dims = proto.tensor_shape.dim
+    for d in arr.shape:
+        dims.add(size=d)
     if arr.dtype.kind == "O":
         proto.string_val.extend(v.encode() if isinstance(v, str) else bytes(v)
                                 for v in arr.reshape(-1))
     else:
-        proto.tensor_content = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-    return proto
+        proto.tensor_content = _little_endian(arr).tobytes()
+
+
+def _little_endian(arr: np.ndarray) -> np.ndarray:
+    """``arr`` as little-endian values (a no-op on this machine's usual byte order)."""
+    if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big"):
+        return arr.astype(arr.dtype.newbyteorder("<"))
+    return arr

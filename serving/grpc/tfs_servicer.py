@@ -1,9 +1,9 @@
 """tensorflow.serving.PredictionService and ModelService over the DataPlane.
 
 Wire-compatible with TensorFlow Serving: Predict (tensor_content or typed values,
-strings for encoded images/text), GetModelMetadata (signature_def), Classify and
-Regress (tf.Example inputs through the task codecs; task models only), GetModelStatus.
-Each model serves one signature, its manifest's ``signature_name``.
+strings for a task model's encoded items), GetModelMetadata (signature_def), Classify
+and Regress (tf.Example inputs read by the model's task plug-in; task models only),
+GetModelStatus. Each model serves one signature, its manifest's ``signature_name``.
 """
 
 from __future__ import annotations
@@ -28,11 +28,14 @@ from serving.grpc.generated.tensorflow_serving.apis import (
     regression_pb2,
 )
 from serving.grpc.generated.xla.tsl.protobuf import error_codes_pb2
-from serving.grpc.inputs import feature_item
+from serving.grpc.tf_examples import example_features
+from serving.models.status_reports import version_status
 from serving.routing import ROUTING_KEY_HEADER
+from serving.versions import version_number
 
 if TYPE_CHECKING:
     from serving.models.registry import ServedModel
+    from serving.tasks import Task
 
 PROTOCOL = "grpc"
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -47,7 +50,7 @@ def resolve_version(dataplane: DataPlane, spec: model_pb2.ModelSpec,
     if not spec.name:
         raise InvalidInput("model_spec.name is required")
     if spec.HasField("version"):
-        return int(spec.version.value)
+        return version_number(spec.version.value)
     label = spec.version_label if spec.HasField("version_label") else None
     if context is None:
         return None if label is None else dataplane.label_version(spec.name, label)
@@ -110,7 +113,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = predict_pb2.PredictResponse()
         _answer_spec(served, result.model_version, response.model_spec)
         for name, array in result.outputs.items():
-            response.outputs[name].CopyFrom(tf_tensors.from_numpy(array))
+            tf_tensors.write_numpy(response.outputs[name], array)  # in place: no copy
         return response
 
     @map_errors
@@ -132,36 +135,35 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.metadata["signature_def"].Pack(signatures)
         return response
 
-    async def _task_items(self, request: Any, context: grpc.aio.ServicerContext
-                          ) -> tuple[ServedModel, Any]:
+    def _task_model(self, request: Any, context: grpc.aio.ServicerContext
+                    ) -> tuple[ServedModel, Task]:
         served = self.dataplane.model(request.model_spec.name,
                                       resolve_version(self.dataplane, request.model_spec,
                                                       context))
         _check_signature(request.model_spec, served)
-        if served.manifest.task is None:
+        if served.task is None:
             raise InvalidInput(f"model {served.name} is a generic tensor model: Classify and "
                                f"Regress need a task model; use Predict")
+        return served, served.task
+
+    async def _predict_task(self, request: Any, served: ServedModel, task: Task,
+                            context: grpc.aio.ServicerContext) -> Any:
+        """Examples counted by the dataplane first, then read as the task's items."""
         which = request.input.WhichOneof("kind")
         if which is None:
             raise InvalidInput("input needs example_list or example_list_with_context")
-        return served, getattr(request.input, which).examples  # counted before it is read
-
-    async def _predict_task(self, served: ServedModel, examples: Any,
-                            context: grpc.aio.ServicerContext) -> Any:
-        """Examples counted by the dataplane first, then read as the task's items."""
-        task = served.manifest.task
-        assert task is not None  # _task_items refused generic models
-        predict = getattr(self.dataplane, f"predict_{task}")
-        return await predict(examples, unwrap=lambda ex, i: feature_item(task, ex.features, i),
-                             model=served.name, version=served.version,
-                             protocol=PROTOCOL, deadline=deadline_of(context))
+        examples = getattr(request.input, which).examples
+        return await self.dataplane.predict(
+            task.name, examples, model=served.name, version=served.version,
+            unwrap=lambda example, i: task.feature_item(example_features(example, i), i),
+            protocol=PROTOCOL, deadline=deadline_of(context))
 
     @map_errors
     async def Classify(self, request: classification_pb2.ClassificationRequest,
                        context: grpc.aio.ServicerContext,
                        ) -> classification_pb2.ClassificationResponse:
-        served, items = await self._task_items(request, context)
-        result = await self._predict_task(served, items, context)
+        served, task = self._task_model(request, context)
+        result = await self._predict_task(request, served, task, context)
         response = classification_pb2.ClassificationResponse()
         _answer_spec(served, result.model_version, response.model_spec)
         for prediction in result.predictions:
@@ -172,13 +174,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @map_errors
     async def Regress(self, request: regression_pb2.RegressionRequest,
                       context: grpc.aio.ServicerContext) -> regression_pb2.RegressionResponse:
-        served, items = await self._task_items(request, context)
+        served, task = self._task_model(request, context)
         manifest = served.manifest
         if manifest.postprocessing is None or manifest.postprocessing.kind != "sigmoid":
             raise InvalidInput(f"model {served.name} has {len(manifest.labels)} classes; "
                                f"Regress needs a single-probability (sigmoid) model, "
                                f"use Classify")
-        result = await self._predict_task(served, items, context)
+        result = await self._predict_task(request, served, task, context)
         response = regression_pb2.RegressionResponse()
         _answer_spec(served, result.model_version, response.model_spec)
         positive = manifest.labels[1]
@@ -191,15 +193,12 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not supported")
 
 
-def version_status(served: ServedModel) -> get_model_status_pb2.ModelVersionStatus:
-    """FAILED versions report END with an error, as TF Serving does."""
-    status = get_model_status_pb2.ModelVersionStatus(version=served.version)
-    if served.state == "FAILED":
-        status.state = _STATES.Value("END")
-        status.status.error_code = error_codes_pb2.UNKNOWN
-    else:
-        status.state = _STATES.Value(served.state)
-    status.status.error_message = served.error or ""
+def version_status_message(served: ServedModel) -> get_model_status_pb2.ModelVersionStatus:
+    report = version_status(served)
+    status = get_model_status_pb2.ModelVersionStatus(version=report.version,
+                                                     state=_STATES.Value(report.state))
+    status.status.error_code = error_codes_pb2.Code.Value(report.error_code)
+    status.status.error_message = report.error_message
     return status
 
 
@@ -217,7 +216,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             version = self.dataplane.model(spec.name).version
         response = get_model_status_pb2.GetModelStatusResponse()
         for served in self.dataplane.model_statuses(spec.name, version):
-            response.model_version_status.append(version_status(served))
+            response.model_version_status.append(version_status_message(served))
         return response
 
     async def HandleReloadConfigRequest(self, request: Any,

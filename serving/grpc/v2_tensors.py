@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-import struct
+import sys
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,8 @@ import numpy as np
 from serving.admission import MAX_RANK, WireTensor, declared_shape, object_array
 from serving.errors import InvalidInput
 from serving.grpc.generated import grpc_predict_v2_pb2 as pb
-from serving.v2_datatypes import NUMPY_TO_V2, V2_TO_NUMPY, decode_bytes
+from serving.wire.dtypes import V2_TO_NUMPY, v2_datatype
+from serving.wire.v2_bytes import decode_bytes, encode_bytes
 
 # Which InferTensorContents field carries each datatype (FP16 travels raw only).
 _CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents",
@@ -27,27 +28,11 @@ _CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_cont
              "BYTES": "bytes_contents"}
 
 
-def v2_datatype(dtype: np.dtype | str) -> str:
-    name = np.dtype(dtype).name
-    if name not in NUMPY_TO_V2:
-        raise InvalidInput(f"dtype {name} has no Open Inference Protocol datatype")
-    return NUMPY_TO_V2[name]
-
-
 def _spec(tensor: pb.ModelInferRequest.InferInputTensor) -> tuple[np.dtype, list[int], int]:
     if tensor.datatype not in V2_TO_NUMPY:
         raise InvalidInput(f"input {tensor.name!r}: unknown datatype {tensor.datatype!r}")
     shape = list(declared_shape(tensor.name, list(tensor.shape[:MAX_RANK + 1])))
     return np.dtype(V2_TO_NUMPY[tensor.datatype]), shape, math.prod(shape)
-
-
-def encode_bytes(values: np.ndarray) -> bytes:
-    parts = []
-    for v in values.reshape(-1):
-        b = v.encode() if isinstance(v, str) else bytes(v)
-        parts.append(struct.pack("<I", len(b)))
-        parts.append(b)
-    return b"".join(parts)
 
 
 def from_raw(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes) -> np.ndarray:
@@ -99,10 +84,10 @@ def add_output(response: pb.ModelInferResponse, name: str, array: Any) -> None:
     arr = np.asarray(array)
     if arr.dtype.kind in "SU":
         arr = arr.astype(object)
-    datatype = v2_datatype(arr.dtype)
-    response.outputs.add(name=name, datatype=datatype, shape=list(arr.shape))
+    response.outputs.add(name=name, datatype=v2_datatype(arr.dtype), shape=arr.shape)
     if arr.dtype.kind == "O":
         response.raw_output_contents.append(encode_bytes(arr))
-    else:
-        response.raw_output_contents.append(
-            arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
+    elif arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big"):
+        response.raw_output_contents.append(arr.astype(arr.dtype.newbyteorder("<")).tobytes())
+    else:  # already little-endian: one copy, into the message
+        response.raw_output_contents.append(arr.tobytes())

@@ -7,7 +7,9 @@ graph, as Triton auto-completes a configuration). Training and ``modelserve impo
 write a version into a temporary directory and rename it into place, so a
 half-copied version is never seen.
 
-A manifest without a ``task`` describes a generic tensor model, served over the
+A manifest's ``task`` names a registered task plug-in (serving/tasks/), which says what
+else the manifest needs (the seed tasks: labels and postprocessing) when the version
+loads. A manifest without a ``task`` describes a generic tensor model, served over the
 tensor protocols (TF Serving, Open Inference Protocol) with its own signature.
 """
 
@@ -24,7 +26,8 @@ MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 # TensorFlow Serving's default signature key; an imported SavedModel keeps its own.
 DEFAULT_SIGNATURE = "serving_default"
-Task = Literal["digit", "text", "image"]
+# A task's name is a path segment of its REST route, /v1/{task}:predict.
+TASK_NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"
 # numpy dtype names; "object" is a string tensor (ONNX tensor(string), TF DT_STRING,
 # v2 BYTES), whose elements ONNX Runtime takes as text.
 DType = Literal["float32", "float16", "float64", "int8", "int16", "int32", "int64", "uint8",
@@ -80,8 +83,9 @@ class Manifest(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     version: int = Field(ge=1)
-    # None: a generic tensor model (no codec, no labels), served over the tensor protocols.
-    task: Task | None = None
+    # A registered task's name (serving/tasks/), checked when the version loads; None: a
+    # generic tensor model (no codec, no labels), served over the tensor protocols.
+    task: str | None = Field(default=None, pattern=TASK_NAME_PATTERN)
     # The name clients give as TF Serving's signature_name (the SavedModel's own).
     signature_name: str = Field(default=DEFAULT_SIGNATURE, min_length=1)
     model_file: str = MODEL_FILE
@@ -100,10 +104,7 @@ class Manifest(BaseModel):
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
 
     @model_validator(mode="after")
-    def _task_fields(self) -> Manifest:
-        """The task endpoints turn outputs into labels: a task needs both fields."""
-        if self.task is not None and (self.postprocessing is None or not self.labels):
-            raise ValueError(f"task {self.task!r} needs postprocessing and labels")
+    def _warmup_shapes_fit(self) -> Manifest:
         specs = {spec.name: spec.shape for spec in self.inputs}
         for name, shape in self.warmup_shapes.items():
             declared = specs.get(name)

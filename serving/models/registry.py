@@ -5,7 +5,7 @@ Runtime session opened and its inputs/outputs compared with the manifest, the
 task codec built, every batch size the batcher will use run once, and only then
 the version becomes AVAILABLE. A version that fails any step is FAILED with the
 reason in ``.error`` and logged; the other versions keep serving. Versions load
-concurrently in threads. ``load_version``/``unload_version``/``reload`` change one
+concurrently in threads. ``load_version``/``unload_version``/``replace_version`` change one
 version without disturbing the others: a new version is warm before it becomes
 the latest served, and an old one is drained before it is closed.
 """
@@ -23,20 +23,11 @@ from serving.config import Settings
 from serving.errors import ModelNotFound, ModelNotReady
 from serving.metrics import Metrics
 from serving.models import manifest as repo
-from serving.models.served_model import (
-    AVAILABLE,
-    END,
-    FAILED,
-    LOADING,
-    UNLOADING,
-    ServedModel,
-    VersionPolicy,
-    open_version,
-    warmup_sizes,
-)
+from serving.models.served_model import ServedModel, VersionPolicy, open_version, warmup_sizes
+from serving.models.states import ModelState
+from serving.models.watcher import RepositoryControl
 
-__all__ = ["AVAILABLE", "END", "FAILED", "LOADING", "UNLOADING", "ModelRegistry",
-           "ServedModel", "VersionPolicy", "describe", "warmup_sizes"]
+__all__ = ["ModelRegistry", "ModelState", "ServedModel", "VersionPolicy", "warmup_sizes"]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +52,7 @@ class ModelRegistry:
     def chosen_versions(self) -> dict[str, list[int]]:
         """What the version policy selects from the repository now."""
         chosen = {}
-        for name in repo.list_models(self.repository):
+        for name in filter(self.places, repo.list_models(self.repository)):
             versions = self.policy.select(repo.list_versions(self.repository / name))
             if versions:
                 chosen[name] = versions
@@ -76,11 +67,25 @@ class ModelRegistry:
         await asyncio.gather(*(self.load_version(name, v)
                                for name, versions in chosen.items() for v in versions))
         self._loaded = True
-        available = [f"{m.name}/{m.version}" for m in self.models() if m.state == AVAILABLE]
-        failed = [f"{m.name}/{m.version}" for m in self.models() if m.state == FAILED]
+        available = [f"{m.name}/{m.version}" for m in self.models()
+                     if m.state is ModelState.AVAILABLE]
+        failed = [f"{m.name}/{m.version}" for m in self.models() if m.state is ModelState.FAILED]
         log.info("registry ready in %.2fs: serving %s%s", time.perf_counter() - start,
                  ", ".join(available) or "nothing",
                  f"; failed: {', '.join(failed)}" if failed else "")
+
+    def control(self) -> RepositoryControl:
+        """What changes the served versions after startup: polling and load/unload."""
+        return RepositoryControl(self, self.settings)
+
+    def places(self, name: str) -> bool:
+        """Whether this registry serves model ``name`` (an engine serves those placed on it)."""
+        return True
+
+    async def before_retire(self) -> None:
+        """Called before a version stops taking requests while another serves in its place
+        (a reload, a newer version): an engine makes its front ends see the successor first
+        (serving/engine/registry.py). Nothing to do when requests come from this process."""
 
     def get(self, name: str, version: int | None = None) -> ServedModel:
         """The requested version, or the latest AVAILABLE one when ``version`` is None."""
@@ -88,15 +93,15 @@ class ModelRegistry:
         if not versions:
             raise ModelNotFound(f"model {name!r} is not served")
         if version is None:
-            available = [v for v, m in versions.items() if m.state == AVAILABLE]
+            available = [v for v, m in versions.items() if m.state is ModelState.AVAILABLE]
             if available:
                 return versions[max(available)]
             states = ", ".join(f"{v}: {m.state}" for v, m in sorted(versions.items()))
             raise ModelNotReady(f"model {name!r} has no available version ({states})")
         served = versions.get(version)
-        if served is None or served.state == END:
+        if served is None or served.state is ModelState.END:
             raise ModelNotFound(f"version {version} of model {name!r} is not served")
-        if served.state != AVAILABLE:
+        if served.state is not ModelState.AVAILABLE:
             detail = f": {served.error}" if served.error else ""
             raise ModelNotReady(f"version {version} of model {name!r} is {served.state}{detail}")
         return served
@@ -108,7 +113,7 @@ class ModelRegistry:
         the serving copy AVAILABLE until its successor is, so neither shows up here."""
         return sorted(name for name, versions in self._versions.items()
                       if name not in self._retired
-                      and all(m.state != AVAILABLE for m in versions.values()))
+                      and all(m.state is not ModelState.AVAILABLE for m in versions.values()))
 
     def retire(self, name: str) -> None:
         """``name`` left the repository: its unloading no longer counts as unavailable."""
@@ -129,7 +134,7 @@ class ModelRegistry:
         served = ServedModel(name, version, path)
         self._retired.discard(name)
         previous = self._versions.setdefault(name, {}).get(version)
-        if previous is not None and previous.state in (LOADING, AVAILABLE):
+        if previous is not None and previous.state in (ModelState.LOADING, ModelState.AVAILABLE):
             return previous
         self._versions[name][version] = served
         await self._open(served)
@@ -149,7 +154,7 @@ class ModelRegistry:
             await served.shutdown(0.0)
             served.model = None
         else:
-            served.state = AVAILABLE
+            served.state = ModelState.AVAILABLE
             log.info("model %s version %d AVAILABLE on %s (warmed batch sizes %s; largest "
                      "batch %.2f ms%s)", name, version, served.providers,
                      sorted(served.warmup_timings), served.max_batch_s * 1000,
@@ -162,16 +167,17 @@ class ModelRegistry:
         a copy that fails to load is returned FAILED and the serving one is kept.
         """
         current = self._versions.get(name, {}).get(version)
-        if current is None or current.state != AVAILABLE:
+        if current is None or current.state is not ModelState.AVAILABLE:
             return await self.load_version(name, version)
         fresh = ServedModel(name, version, current.path)
         await self._open(fresh)
-        if fresh.state != AVAILABLE:
+        if fresh.state is not ModelState.AVAILABLE:
             return fresh
         self._versions[name][version] = fresh
-        current.state = UNLOADING
+        await self.before_retire()
+        current.state = ModelState.UNLOADING
         await current.shutdown(self.settings.shutdown_timeout_s)
-        current.state, current.model = END, None
+        current.state, current.model = ModelState.END, None
         log.info("model %s version %d reloaded in place", name, version)
         return fresh
 
@@ -184,7 +190,8 @@ class ModelRegistry:
             max_workers=threads, thread_name_prefix=f"ort-{served.name}-{served.version}")
         observer = None
         if self.metrics is not None:
-            observer = self.metrics.batch_observer(served.name, served.version)
+            observer = self.metrics.batch_observer(served.name, served.version,
+                                                    config.max_batch_size)
         served.batcher = Batcher(served.model.run, name=f"{served.name}/{served.version}",
                                  max_batch_size=config.max_batch_size,
                                  max_queue_delay_s=config.max_queue_delay_ms / 1000.0,
@@ -194,6 +201,7 @@ class ModelRegistry:
                                  inline=served.max_batch_s * 1000 <= inline_ms,
                                  batch_dim=served.manifest.batched)
         await served.batcher.start()
+        served.backend = served.batcher
 
     async def unload_version(self, name: str, version: int,
                              drain_timeout_s: float | None = None) -> None:
@@ -201,47 +209,32 @@ class ModelRegistry:
         served = self._versions.get(name, {}).get(version)
         if served is None:
             raise ModelNotFound(f"version {version} of model {name!r} is not served")
-        if served.state in (END, UNLOADING):
+        if served.state in (ModelState.END, ModelState.UNLOADING):
             return
-        served.state = UNLOADING
+        await self.before_retire()
+        served.state = ModelState.UNLOADING
         self._set_gauge(served)
         timeout = self.settings.shutdown_timeout_s if drain_timeout_s is None else drain_timeout_s
         await served.shutdown(timeout)
-        served.state = END
+        served.state = ModelState.END
         served.model = None  # release the session: reloads must not accumulate memory
         log.info("model %s version %d unloaded", name, version)
-
-    async def reload(self) -> None:
-        """Apply the version policy to the repository as it is now (new first, old after)."""
-        async with self._lock:
-            chosen = self.chosen_versions()
-            wanted = {(n, v) for n, vs in chosen.items() for v in vs}
-            await asyncio.gather(*(self.load_version(n, v) for n, v in sorted(wanted)))
-            # A model whose wanted versions all failed keeps serving what it served.
-            serving = {m.name for m in self.models()
-                       if (m.name, m.version) in wanted and m.state == AVAILABLE}
-            stale = [(m.name, m.version) for m in self.models()
-                     if (m.name, m.version) not in wanted and m.state in (AVAILABLE, FAILED)
-                     and (m.name in serving or m.name not in chosen)]
-            for name, version in stale:
-                if name not in chosen:
-                    self.retire(name)
-                await self.unload_version(name, version)
 
     async def close(self, drain_timeout_s: float = 0.0) -> None:
         """Drain (up to ``drain_timeout_s``) and close every version."""
         self._closing = True
-        live = [m for m in self.models() if m.state in (AVAILABLE, LOADING)]
+        live = [m for m in self.models() if m.state in (ModelState.AVAILABLE, ModelState.LOADING)]
         for served in live:
-            served.state = UNLOADING
+            served.state = ModelState.UNLOADING
         await asyncio.gather(*(m.shutdown(drain_timeout_s) for m in live))
         for served in live:
-            served.state = END
+            served.state = ModelState.END
             self._set_gauge(served)
 
     def _set_gauge(self, served: ServedModel) -> None:
         if self.metrics is not None:
-            self.metrics.set_model_loaded(served.name, served.version, served.state == AVAILABLE)
+            self.metrics.set_model_loaded(served.name, served.version,
+                                          served.state is ModelState.AVAILABLE)
 
 
 def load_failure(exc: Exception) -> str:
@@ -253,11 +246,4 @@ def load_failure(exc: Exception) -> str:
         return str(exc)
     return (f"the model could not be opened ({type(exc).__name__}); the server log has "
             f"the details")
-
-
-def describe(served: ServedModel) -> dict[str, object]:
-    """A short status dict for logs and admin endpoints."""
-    return {"name": served.name, "version": served.version, "state": served.state,
-            "error": served.error, "providers": served.providers,
-            "warmup_batch_sizes": sorted(served.warmup_timings)}
 

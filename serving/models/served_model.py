@@ -12,12 +12,11 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from serving.batching import Batcher
-from serving.codecs import DigitCodec, ImageCodec, TextCodec
 from serving.config import Settings
 from serving.errors import InferenceFailed, ModelNotReady
 from serving.models.manifest import (
@@ -30,12 +29,12 @@ from serving.models.manifest import (
     sha256_file,
 )
 from serving.models.runtime import OrtModel
+from serving.models.states import ModelState
+from serving.tasks import Task, task_of
 
 log = logging.getLogger(__name__)
 
-LOADING, AVAILABLE, UNLOADING, END, FAILED = "LOADING", "AVAILABLE", "UNLOADING", "END", "FAILED"
-Codec = ImageCodec | DigitCodec | TextCodec
-C = TypeVar("C", ImageCodec, DigitCodec, TextCodec)
+C = TypeVar("C")
 
 
 @dataclass(frozen=True)
@@ -68,17 +67,28 @@ class VersionPolicy:
         return sorted(versions)[-self.latest:]
 
 
+class InferenceBackend(Protocol):
+    """Where a served version's requests run: its own Batcher (per-worker layout) or an
+    engine process's, reached over serving/engine (engine layout)."""
+
+    async def submit(self, inputs: dict[str, np.ndarray], *,
+                     deadline: float | None = None) -> dict[str, np.ndarray]: ...
+
+
 @dataclass
 class ServedModel:
     name: str
     version: int
     path: Path
-    state: str = LOADING
+    state: ModelState = ModelState.LOADING
     error: str | None = None
     manifest: Manifest = field(default=None)  # type: ignore[assignment]
     model: OrtModel | None = None
-    codec: Codec | None = None
+    task: Task | None = None  # the manifest's task plug-in; None: a generic tensor model
+    codec: Any = None  # the task's codec, built from the manifest's preprocessing
     batcher: Batcher | None = None
+    backend: InferenceBackend | None = None  # the batcher, or the engine that holds it
+    remote_providers: list[str] = field(default_factory=list)  # an engine's, if remote
     executor: concurrent.futures.ThreadPoolExecutor | None = None
     batching: BatchLimits | None = None
     warmup_timings: dict[int, float] = field(default_factory=dict)
@@ -101,16 +111,16 @@ class ServedModel:
 
     @property
     def providers(self) -> list[str]:
-        return list(self.model.providers) if self.model is not None else []
+        return list(self.model.providers) if self.model is not None else self.remote_providers
 
     async def infer(self, inputs: dict[str, np.ndarray], *,
                     deadline: float | None = None) -> dict[str, np.ndarray]:
-        if self.state != AVAILABLE or self.batcher is None:
+        if self.state is not ModelState.AVAILABLE or self.backend is None:
             raise ModelNotReady(f"version {self.version} of model {self.name!r} is {self.state}")
-        return await self.batcher.submit(inputs, deadline=deadline)
+        return await self.backend.submit(inputs, deadline=deadline)
 
     def fail(self, reason: str) -> None:
-        self.state, self.error = FAILED, reason
+        self.state, self.error = ModelState.FAILED, reason
 
     async def shutdown(self, drain_timeout_s: float) -> None:
         if self.batcher is not None:
@@ -171,6 +181,8 @@ def open_version(served: ServedModel, settings: Settings) -> None:
     manifest = read_manifest(served.path) if has_manifest(served.path) else None
     if manifest is not None and manifest.name != served.name:
         raise ValueError(f"manifest names model {manifest.name!r}, directory says {served.name!r}")
+    # First: an unknown task, or a manifest the task cannot serve, fails before any work.
+    served.task = None if manifest is None else task_of(manifest)
     model_path = served.path / (manifest.model_file if manifest is not None else MODEL_FILE)
     if not model_path.is_file():
         raise ValueError(f"{model_path.name} is missing")
@@ -191,7 +203,8 @@ def open_version(served: ServedModel, settings: Settings) -> None:
         check_signature(manifest, model)
     served.manifest = manifest
     served.batching = batching_for(manifest, settings)
-    served.codec = build_codec(manifest, served.path, settings)
+    served.codec = None if served.task is None else \
+        served.task.codec(manifest, served.path, settings)
     model.warmup_shapes = dict(manifest.warmup_shapes)
     model.batched = manifest.batched
     _warm(served, model, settings)
@@ -289,14 +302,3 @@ def _shapes_match(declared: list[int], actual: list[int]) -> bool:
         return False
     return all(d == a or (a == -1 and d > 0) for d, a in zip(declared, actual, strict=True))
 
-
-def build_codec(manifest: Manifest, version_dir: Path, settings: Settings) -> Codec | None:
-    """The task's codec; a generic model (no task) has none."""
-    pre = manifest.preprocessing
-    if manifest.task is None:
-        return None
-    if manifest.task == "image":
-        return ImageCodec.from_preprocessing(pre, max_pixels=settings.max_image_pixels)
-    if manifest.task == "digit":
-        return DigitCodec.from_preprocessing(pre, max_pixels=settings.max_image_pixels)
-    return TextCodec.from_preprocessing(pre, version_dir, max_chars=settings.max_text_chars)

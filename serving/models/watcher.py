@@ -35,6 +35,7 @@ from serving.config import Settings
 from serving.errors import InvalidInput, ModelNotFound, ModelNotReady, PermissionDenied
 from serving.models import manifest as repo
 from serving.models.labels import ModelLabels
+from serving.models.states import ModelState
 
 if TYPE_CHECKING:
     from serving.models.registry import ModelRegistry, ServedModel
@@ -45,6 +46,9 @@ Signature = tuple[tuple[str, int, int], ...]  # (relative path, size, mtime_ns) 
 Scan = dict[str, dict[int, Signature]]
 API_DISABLED = ("the repository management API is disabled on this server (setting "
                 "repository_api): models cannot be loaded or unloaded on request")
+# What an unload stops, and which versions a model no longer wanted gives up.
+_LIVE = (ModelState.AVAILABLE, ModelState.FAILED, ModelState.LOADING)
+_RETIRABLE = (ModelState.AVAILABLE, ModelState.FAILED)
 _MAX_FILES = 10_000  # a version directory is a handful of files; bound the walk anyway
 
 
@@ -91,7 +95,7 @@ class RepositoryControl:
     # Lifecycle -------------------------------------------------------------
     async def start(self) -> None:
         """Remember what the startup load read; poll when ``repository_poll_s`` > 0."""
-        scan = await asyncio.to_thread(scan_repository, self.registry.repository)
+        scan = await self._scan()
         self._seen = _flatten(scan)
         self._loaded = {key: sig for key, sig in self._seen.items()
                         if self._state(*key) is not None}
@@ -113,6 +117,11 @@ class RepositoryControl:
             with contextlib.suppress(Exception):
                 task.result()
 
+    async def _scan(self) -> Scan:
+        """The repository's complete versions of the models this registry serves."""
+        scan = await asyncio.to_thread(scan_repository, self.registry.repository)
+        return {name: versions for name, versions in scan.items() if self.registry.places(name)}
+
     async def _poll_loop(self) -> None:
         while not self._closing:
             await asyncio.sleep(self.poll_s)
@@ -125,7 +134,7 @@ class RepositoryControl:
     async def poll_once(self) -> None:
         """Apply the repository as it is now: settled versions only."""
         async with self._lock:
-            scan = await asyncio.to_thread(scan_repository, self.registry.repository)
+            scan = await self._scan()
             names = set(scan) | {m.name for m in self.registry.models()}
             for name in sorted(names - self._held):
                 versions = scan.get(name, {})
@@ -148,7 +157,7 @@ class RepositoryControl:
         if not self.registry.ready:
             raise ModelNotReady("the server is still loading its models")
         async with self._lock:
-            scan = await asyncio.to_thread(scan_repository, self.registry.repository)
+            scan = await self._scan()
             versions = scan.get(name, {})
             if not versions:
                 raise InvalidInput(f"failed to load {name!r}: no complete version of it in "
@@ -157,7 +166,7 @@ class RepositoryControl:
             wanted = await self._sync(name, versions, removed=False, force=True)
             self._seen.update({(name, v): sig for v, sig in versions.items()})
             self.labels.refresh(self.registry)
-        failed = [m for m in wanted if m.state != "AVAILABLE"]
+        failed = [m for m in wanted if m.state is not ModelState.AVAILABLE]
         if failed:
             reasons = "; ".join(f"version {m.version}: {m.error}" for m in failed)
             raise InvalidInput(f"failed to load {name!r}: {reasons}")
@@ -168,7 +177,7 @@ class RepositoryControl:
         self.check_api()
         async with self._lock:
             live = [m for m in self.registry.models()
-                    if m.name == name and m.state in ("AVAILABLE", "FAILED", "LOADING")]
+                    if m.name == name and m.state in _LIVE]
             if not live and name not in {m.name for m in self.registry.models()}:
                 raise ModelNotFound(f"model {name!r} is not served")
             self._held.add(name)
@@ -181,12 +190,12 @@ class RepositoryControl:
         """Load wanted versions (new first), then retire the others if one serves."""
         wanted = self.registry.policy.select(sorted(versions))
         results = [await self._bring_up(name, v, versions[v], force) for v in wanted]
-        serving = any(self._state(name, v) == "AVAILABLE" for v in wanted)
+        serving = any(self._state(name, v) is ModelState.AVAILABLE for v in wanted)
         if removed:
             self.registry.retire(name)  # not expected any more: readiness ignores it
         if serving or removed:
             for served in [m for m in self.registry.models() if m.name == name]:
-                if served.version not in wanted and served.state in ("AVAILABLE", "FAILED"):
+                if served.version not in wanted and served.state in _RETIRABLE:
                     await self.registry.unload_version(name, served.version)
         return [m for m in results if m is not None]
 
@@ -196,14 +205,15 @@ class RepositoryControl:
         key = (name, version)
         state = self._state(name, version)
         changed = self._loaded.get(key) != signature
-        if state == "AVAILABLE" and (changed or force):
+        if state is ModelState.AVAILABLE and (changed or force):
             served = await self.registry.replace_version(name, version)
-        elif state in (None, "END") or (state == "FAILED" and (changed or force)):
+        elif state in (None, ModelState.END) or (state is ModelState.FAILED
+                                                  and (changed or force)):
             served = await self.registry.load_version(name, version)
         else:  # serving and unchanged, loading, or failed with the same files
             return self._find(name, version)
         self._loaded[key] = signature
-        if served.state != "AVAILABLE":
+        if served.state is not ModelState.AVAILABLE:
             log.warning("model %s version %d did not load (%s); serving versions are kept",
                         name, version, served.error)
         return served
@@ -214,7 +224,7 @@ class RepositoryControl:
                 return served
         return None
 
-    def _state(self, name: str, version: int) -> str | None:
+    def _state(self, name: str, version: int) -> ModelState | None:
         served = self._find(name, version)
         return None if served is None else served.state
 

@@ -19,9 +19,11 @@ count) apply to every request, hot or not: this protocol is a LimitedHttpToolsPr
 it ends.
 
 Everything else (pipelining, keep-alive, 100-continue, flow control, graceful shutdown)
-stays uvicorn's: a hot request still has uvicorn's RequestResponseCycle and answers
-through its ``send``. Requests with an ``Origin`` header take the ASGI path when CORS
-is on, so the CORS middleware sees them.
+stays uvicorn's: a hot request still has uvicorn's RequestResponseCycle; its answer is
+written in one piece with the cycle's own bookkeeping (``_write_whole``), or through
+the cycle's ``send`` whenever that one write would skip something ``send`` does.
+Requests with an ``Origin`` header take the ASGI path when CORS is on, so the CORS
+middleware sees them.
 """
 
 from __future__ import annotations
@@ -29,13 +31,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any, cast
 
 from starlette.requests import Request
-from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 
 from serving import request_ids
+from serving import stages as request_stages
 from serving.errors import PayloadTooLarge
 from serving.rest.connection_limits import (
     ConnectionLimits,
@@ -44,25 +46,30 @@ from serving.rest.connection_limits import (
 )
 from serving.rest.errors import error_response, serving_error_response
 from serving.rest.hot_asgi import Endpoint, answer
+from serving.rest.hot_routes import HotRoutes
 from serving.rest.middleware import GatewayMiddleware
+from serving.tracing import Tracing
 
 logger = logging.getLogger(__name__)
 _REQUEST_ID = request_ids.HEADER.encode()
+_SERVER_TIMING = b"server-timing"
 
 
 class ProtocolHotLane:
     """What the protocol needs to answer the hot routes itself."""
 
-    def __init__(self, routes: Mapping[str, Endpoint], gateway: GatewayMiddleware, *,
-                 cors: bool) -> None:
-        self.routes = dict(routes)
+    def __init__(self, routes: HotRoutes, gateway: GatewayMiddleware, *, cors: bool,
+                 tracing: Tracing | None = None, server_timing: bool = False) -> None:
+        self.routes = routes
         self.gateway = gateway
         self.cors = cors
+        self.tracing = tracing
+        self.server_timing = server_timing
 
     def endpoint_for(self, scope: dict[str, Any]) -> Endpoint | None:
         if scope["method"] != "POST":
             return None
-        endpoint = self.routes.get(scope["path"])
+        endpoint = self.routes.match(scope["path"])
         if endpoint is not None and self.cors and any(
                 key == b"origin" for key, _ in scope["headers"]):
             return None
@@ -70,9 +77,16 @@ class ProtocolHotLane:
 
     async def serve(self, cycle: RequestResponseCycle, endpoint: Endpoint) -> None:
         scope = cast(dict[str, Any], cycle.scope)
-        scope["state"]["arrived"] = time.monotonic()
-        request_id = request_ids.start(next(
-            (v for k, v in scope["headers"] if k == _REQUEST_ID), None)).encode()
+        arrived = scope["state"]["arrived"] = time.monotonic()
+        request_id_text = request_ids.start(next(
+            (v for k, v in scope["headers"] if k == _REQUEST_ID), None))
+        request_id = request_id_text.encode()
+        # What RequestIdMiddleware does on the ASGI path: the stage record, for
+        # Server-Timing and the trace (the lane-parity test keeps the two alike).
+        stages = request_stages.start(f"POST {scope['path']}", request_id_text, arrived)
+        tracing = self.tracing
+        if tracing is not None and tracing.tracer is not None:
+            tracing.note_headers(stages, scope["headers"])
         refusal = self.gateway.refuse(scope)
         if refusal is not None:
             status, message, headers = refusal
@@ -87,8 +101,15 @@ class ProtocolHotLane:
             return
         if body is None:
             return  # the client left
+        stages.received = time.monotonic()
         response = await answer(endpoint, _ReadRequest(scope, body))
+        if stages.model:  # the dataplane saw it
+            stages.done = time.monotonic()
+            if self.server_timing:
+                response.raw_headers.append((_SERVER_TIMING, stages.server_timing().encode()))
         await _send(cycle, response, request_id)
+        if tracing is not None and tracing.tracer is not None:
+            tracing.finish(stages)
 
     async def _read_body(self, cycle: RequestResponseCycle) -> bytes | None:
         """The whole body, or None when the client left; PayloadTooLarge past the limit."""
@@ -135,9 +156,45 @@ def _replay(body: bytes) -> Any:
 
 
 async def _send(cycle: RequestResponseCycle, response: Any, request_id: bytes) -> None:
+    headers = [*response.raw_headers, (_REQUEST_ID, request_id)]
+    if _write_whole(cycle, response.status_code, headers, response.body):
+        return
     await cycle.send({"type": "http.response.start", "status": response.status_code,
-                      "headers": [*response.raw_headers, (_REQUEST_ID, request_id)]})
+                      "headers": headers})
     await cycle.send({"type": "http.response.body", "body": response.body})
+
+
+def _write_whole(cycle: RequestResponseCycle, status: int,
+                 headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+    """The whole response in one transport write, with the bookkeeping uvicorn's ``send``
+    does after its two (status line and headers, then the body): one system call, not
+    two, and no per-header checks for headers this module made (lower-case names, values
+    from the app's own responses and ``request_ids``, which admits printable ASCII only).
+    False, with nothing written, when uvicorn's ``send`` must do it: flow control paused,
+    the client gone, an access log line to write, no Content-Length."""
+    if cycle.flow.write_paused or cycle.disconnected or cycle.access_log or \
+            cycle.response_started or not any(n == b"content-length" for n, _ in headers):
+        return False
+    parts = [STATUS_LINE[status]]
+    closing = False
+    for name, value in (*cycle.default_headers, *headers):
+        if name == b"connection" and b"close" in value.lower().split(b","):
+            closing = True
+        parts += (name, b": ", value, b"\r\n")
+    if closing:
+        cycle.keep_alive = False
+    elif not cycle.keep_alive:
+        parts.append(b"connection: close\r\n")
+    parts += (b"\r\n", body)
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    cycle.transport.write(b"".join(parts))
+    cycle.response_complete = True
+    cycle.message_event.set()
+    if not cycle.keep_alive:
+        cycle.transport.close()
+    cycle.on_response()
+    return True
 
 
 def protocol_class(lane: ProtocolHotLane,

@@ -12,14 +12,17 @@ chunked uploads, while it streams in; both answer 413.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving import request_ids
-from serving.auth import key_allowed
+from serving import stages as request_stages
+from serving.auth import KEY_HEADERS, header_key, key_allowed
 from serving.errors import PayloadTooLarge
 from serving.rest.errors import error_body
+from serving.tracing import Tracing
 
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
 # The pages and the live view they poll: a browser cannot add a key to a page it opens.
@@ -67,9 +70,8 @@ class GatewayMiddleware:
         for key, value in scope["headers"]:
             if key == b"content-length":
                 length = value
-            elif key in (b"authorization", b"x-api-key"):
-                auth = value.removeprefix(b"Bearer ").strip() if key == b"authorization" \
-                    else value.strip()
+            elif key in KEY_HEADERS and auth is None:
+                auth = header_key(key, value)
         if self.keys and not self._open(scope["path"]) and not self._allowed(auth):
             return 401, "missing or invalid API key", [(b"www-authenticate", b"Bearer")]
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
@@ -101,23 +103,49 @@ class GatewayMiddleware:
 
 class RequestIdMiddleware:
     """Sets the request's id (the client's ``x-request-id``, or a new one) for the handlers'
-    logs, and adds it to the response."""
+    logs, and adds it to the response. Starts the request's stage record
+    (serving/stages.py): an inference response gets its ``Server-Timing`` header
+    (``server_timing``) and, once sent, its trace spans (``tracing``)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, tracing: Tracing | None = None,
+                 server_timing: bool = False) -> None:
         self.app = app
+        self.tracing = tracing
+        self.server_timing = server_timing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         sent = next((v for k, v in scope["headers"] if k == _HEADER), None)
-        header = (_HEADER, request_ids.start(sent).encode())
+        request_id = request_ids.start(sent)
+        header = (_HEADER, request_id.encode())
+        stages = request_stages.start(f"{scope['method']} {scope['path']}", request_id)
+        tracing = self.tracing
+        if tracing is not None and tracing.enabled:
+            tracing.note_headers(stages, scope["headers"])
+
+        async def receive_noted() -> Message:
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                stages.received = time.monotonic()  # the whole body is in
+            return message
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), header]
+                headers = [*message.get("headers", ()), header]
+                if stages.model:  # an inference request: the dataplane saw it
+                    stages.done = time.monotonic()
+                    if self.server_timing:
+                        headers.append((_SERVER_TIMING, stages.server_timing().encode()))
+                message["headers"] = headers
             await send(message)
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive_noted, send_with_id)
+        finally:
+            if tracing is not None:
+                tracing.finish(stages)
 
 
 _HEADER = request_ids.HEADER.encode()
+_SERVER_TIMING = b"server-timing"

@@ -9,8 +9,8 @@ the task endpoints and v2 infer to predict. Two routes exist for it alone:
 - ``POST /playground/api/model-input/{name}``: an image as the image model sees it
   (decoded, oriented, resized by the model's own codec) as a PNG.
 
-The page gets its settings (the gRPC port, whether an API key is needed) inlined
-into its HTML, so it needs no call before it can ask for a key.
+The page gets its settings (the gRPC port, whether an API key is needed, the registered
+tasks) inlined into its HTML, so it needs no call before it can ask for a key.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ from serving.codecs import ImageCodec
 from serving.dataplane import DataPlane
 from serving.errors import InvalidInput
 from serving.rest.body import JSON, json_response
-from serving.rest.task_routes import image_items
+from serving.rest.payloads import read_payload
+from serving.tasks import TASKS
+from serving.tasks.image import ImageTask
 from serving.versions import parse_version
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ _CONFIG_MARK = "{{PLAYGROUND_CONFIG}}"
 # A snapshot takes a millisecond or two of the event loop; however often it is asked
 # for (many open pages, or a client polling in a loop), it is computed at most this often.
 STATS_CACHE_S = 0.25
+_IMAGES = ImageTask()  # reads an image request's body as the image task route does
 
 
 def page_config(app: FastAPI, api_key_required: bool) -> dict[str, Any]:
@@ -57,7 +60,7 @@ def page_config(app: FastAPI, api_key_required: bool) -> dict[str, Any]:
     if grpc_port is None and settings.grpc_port > 0:
         grpc_port = settings.grpc_port
     return {"grpc_port": grpc_port, "api_key_required": api_key_required,
-            "server_version": app.version}
+            "server_version": app.version, "tasks": TASKS.names()}
 
 
 def render_page(template: str, config: dict[str, Any]) -> str:
@@ -102,13 +105,13 @@ def build_router(dataplane: DataPlane, metrics: Metrics | None) -> APIRouter:
                           ) -> Response:
         """The image as model ``name`` sees it (its codec's decode and resize), as PNG."""
         served = dataplane.model(name, parse_version(version))
-        if served.manifest.task != "image":
+        if not isinstance(served.codec, ImageCodec):
             raise InvalidInput(f"model {name} does not take images")
-        items = await image_items(request)
+        items = _IMAGES.request_items(await read_payload(request))
         if len(items) != 1:
             raise InvalidInput("send one image")
-        codec = served.codec_as(ImageCodec)
-        pixels = await asyncio.to_thread(codec.decode, items[0])
+        image = _IMAGES.rest_item(items[0], 0)
+        pixels = await asyncio.to_thread(served.codec.decode, image)
         return Response(model_input_png(pixels), media_type="image/png")
 
     return router

@@ -1,6 +1,8 @@
-"""Triton's model repository extension, load and unload (the index is in v2.py).
+"""Triton's model repository extension: the index, load and unload.
 
-``POST /v2/repository/models/{name}/load`` loads the versions the version policy
+``POST /v2/repository/index`` lists every known model version and its state (READY or
+UNAVAILABLE, with the reason a version failed); ``{"ready": true}`` lists the ready
+ones only. ``POST /v2/repository/models/{name}/load`` loads the versions the version policy
 wants, or reloads them in place when they already serve (the old copy answers until
 the new one is warm); ``.../unload`` drains and unloads every version and keeps the
 model unloaded (polling included) until it is loaded again. As in Triton, success
@@ -21,7 +23,8 @@ from starlette.responses import Response
 
 from serving.dataplane import DataPlane
 from serving.errors import InvalidInput
-from serving.rest.body import parse_json
+from serving.models.status_reports import IndexEntry
+from serving.rest.body import json_response, parse_json
 
 logger = logging.getLogger(__name__)
 # Triton's load may carry a new config or model files inline; we load from the repository.
@@ -50,6 +53,17 @@ def build_router(dataplane: DataPlane) -> APIRouter:
     router = APIRouter(tags=["repository"])
     control = dataplane.repository
 
+    @router.post("/v2/repository/index")
+    async def repository_index(request: Request) -> Response:
+        """Every known model version and its state."""
+        body = await request.body()
+        options = parse_json(body) if body.strip() else {}
+        ready = options.get("ready", False) if isinstance(options, dict) else False
+        if not isinstance(ready, bool):
+            raise InvalidInput("'ready' must be true or false")
+        return json_response([_index_entry(e, control.labels.labels_of(e.name, e.version))
+                              for e in dataplane.repository_index(ready_only=ready)])
+
     @router.post("/v2/repository/models/{name}/load")
     async def load(name: str, request: Request) -> Response:
         """Load the model's wanted versions, or reload them in place (zero downtime)."""
@@ -69,3 +83,13 @@ def build_router(dataplane: DataPlane) -> APIRouter:
         return Response(status_code=200)
 
     return router
+
+
+def _index_entry(entry: IndexEntry, labels: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": entry.name, "version": str(entry.version),
+                           "state": entry.state}
+    if labels:
+        out["labels"] = labels  # an addition to Triton's fields: version labels
+    if entry.reason:
+        out["reason"] = entry.reason
+    return out

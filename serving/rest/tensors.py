@@ -14,12 +14,6 @@ import numpy as np
 from serving.codecs.numbers import flat_numbers, flatten_rows
 from serving.errors import InvalidInput
 
-# TensorFlow DataType names for TF Serving metadata.
-NUMPY_TO_TF = {"float32": "DT_FLOAT", "float16": "DT_HALF", "float64": "DT_DOUBLE",
-               "int8": "DT_INT8", "int16": "DT_INT16", "int32": "DT_INT32", "int64": "DT_INT64",
-               "uint8": "DT_UINT8", "uint16": "DT_UINT16", "uint32": "DT_UINT32",
-               "uint64": "DT_UINT64", "bool": "DT_BOOL", "object": "DT_STRING"}
-
 
 def to_array(values: Any, dtype: str, name: str) -> np.ndarray:
     target = np.dtype(dtype)
@@ -64,9 +58,3 @@ def _to_int_array(values: Any, target: np.dtype, name: str) -> np.ndarray:
         raise InvalidInput(f"input {name!r} has values outside the {target} range")
     return raw.astype(target, copy=False)
 
-
-def first_leaf(values: Any) -> Any:
-    """The first scalar (or {"b64"} object) of a nested list, to tell payload kinds apart."""
-    while isinstance(values, list) and values:
-        values = values[0]
-    return values

@@ -2,10 +2,11 @@
 
 Request and response shapes follow TF Serving's REST API: ``instances`` →
 ``predictions``, ``inputs`` → ``outputs``, ``{"b64": "..."}`` values, errors as
-``{"error": "..."}``. Base64 values sent to an image or digit model are encoded
-images (the usual TF Serving pattern); strings sent to a text model are tokenized.
-A string input of a generic model takes strings and ``{"b64": ...}`` values as they are.
-The signature is the model's own (``serving_default`` unless imported otherwise).
+``{"error": "..."}``. Strings and ``{"b64": ...}`` values (bytes) for a numeric input
+are a string tensor of encoded items, which the dataplane hands to the model's task
+(images for the image task, texts for the text task; a model without a task refuses
+them). A string input takes strings and ``{"b64": ...}`` values as they are. The
+signature is the model's own (``serving_default`` unless imported otherwise).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from serving.config import Settings
 from serving.dataplane import DataPlane
 from serving.errors import InvalidInput
 from serving.models.manifest import TensorSpec
+from serving.models.status_reports import version_status
 from serving.rest.body import (
     MAX_JSON_VALUES,
     check_json_cost,
@@ -29,11 +31,13 @@ from serving.rest.body import (
     parse_json_object,
     request_deadline,
 )
+from serving.rest.hot_routes import TensorEndpoint
 from serving.rest.json_tensors import numeric_tensor
-from serving.rest.payloads import b64decode, image_bytes, is_b64
-from serving.rest.tensors import NUMPY_TO_TF, first_leaf, to_array
+from serving.rest.tensors import to_array
 from serving.routing import ROUTING_KEY_HEADER, VERSION_HEADER
 from serving.versions import parse_version
+from serving.wire.b64 import b64_bytes, b64decode, is_b64
+from serving.wire.dtypes import tf_datatype
 
 if TYPE_CHECKING:
     from serving.models.registry import ServedModel
@@ -41,15 +45,15 @@ if TYPE_CHECKING:
 PROTOCOL = "rest"
 
 
-def version_status(served: ServedModel) -> dict[str, Any]:
-    failed = served.state == "FAILED"
-    return {"version": str(served.version), "state": "END" if failed else served.state,
-            "status": {"error_code": "UNKNOWN" if failed else "OK",
-                       "error_message": served.error or ""}}
+def version_status_json(served: ServedModel) -> dict[str, Any]:
+    report = version_status(served)
+    return {"version": str(report.version), "state": report.state,
+            "status": {"error_code": report.error_code,
+                       "error_message": report.error_message}}
 
 
 def _tensor_info(spec: TensorSpec) -> dict[str, Any]:
-    return {"dtype": NUMPY_TO_TF.get(spec.dtype, "DT_INVALID"), "name": spec.name,
+    return {"dtype": tf_datatype(spec.dtype), "name": spec.name,
             "tensor_shape": {"dim": [{"size": str(d), "name": ""} for d in spec.shape],
                              "unknown_rank": False}}
 
@@ -76,35 +80,34 @@ def string_tensor(values: Any, name: str) -> np.ndarray:
     return arr
 
 
-def to_tensor(served: ServedModel, spec: TensorSpec, values: Any) -> WireTensor:
+def to_tensor(spec: TensorSpec, values: Any) -> WireTensor:
     """JSON values for one input: numbers → its array; a string input's strings and
-    ``{"b64"}`` values → its string tensor; ``{"b64"}`` values (encoded images) and, for a
-    text model, strings → a string tensor of items, for the dataplane to count and then
-    decode with the model's codec (base64 is undone only after the count)."""
+    ``{"b64"}`` values → its string tensor; strings and ``{"b64"}`` values for a numeric
+    input → a string tensor of encoded items, which the dataplane counts, then hands to
+    the model's task (base64 is undone only after the count)."""
     if spec.dtype == "object":  # its cost is bounded by the body's (check_json_cost)
         return WireTensor.of(spec.name, string_tensor(values, spec.name))
-    leaf = first_leaf(values)
-    if is_b64(leaf) or (isinstance(leaf, str) and served.manifest.task == "text"):
-        items = values if isinstance(values, list) else [values]
-        return WireTensor(spec.name, OBJECT, (len(items),),
-                          lambda: _items(items, binary=is_b64(leaf)))
+    items = values if isinstance(values, list) else [values]
+    if items and (is_b64(items[0]) or isinstance(items[0], str)):  # a list of items
+        return WireTensor(spec.name, OBJECT, (len(items),), lambda: _items(items))
     return WireTensor.of(spec.name, to_array(values, spec.dtype, spec.name))
 
 
-def _items(values: list[Any], *, binary: bool) -> np.ndarray:
-    return object_array([image_bytes(v, f"instance {i}") for i, v in enumerate(values)]
-                        if binary else values)
+def _items(values: list[Any]) -> np.ndarray:
+    """Encoded items: ``{"b64"}`` values as bytes, anything else as sent (the task says
+    what it takes)."""
+    return object_array([b64_bytes(v, f"instance {i}") if is_b64(v) else v
+                         for i, v in enumerate(values)])
 
 
-def row_inputs(served: ServedModel, instances: Any) -> dict[str, WireTensor]:
-    specs = served.manifest.inputs
+def row_inputs(specs: list[TensorSpec], instances: Any) -> dict[str, WireTensor]:
     if not isinstance(instances, list) or not instances:
         raise InvalidInput("'instances' must be a non-empty list")
     named = isinstance(instances[0], dict) and not is_b64(instances[0])
     if not named:
         if len(specs) != 1:
             raise InvalidInput(f"model has {len(specs)} inputs: name them in each instance")
-        return {specs[0].name: to_tensor(served, specs[0], instances)}
+        return {specs[0].name: to_tensor(specs[0], instances)}
     if not all(isinstance(inst, dict) for inst in instances):
         raise InvalidInput("instances mix named objects and plain values")
     out = {}
@@ -113,21 +116,20 @@ def row_inputs(served: ServedModel, instances: Any) -> dict[str, WireTensor]:
             column = [inst[spec.name] for inst in instances]
         except KeyError as exc:
             raise InvalidInput(f"an instance lacks input {spec.name!r}") from exc
-        out[spec.name] = to_tensor(served, spec, column)
+        out[spec.name] = to_tensor(spec, column)
     return out
 
 
-def columnar_inputs(served: ServedModel, inputs: Any) -> dict[str, WireTensor]:
-    specs = served.manifest.inputs
+def columnar_inputs(specs: list[TensorSpec], inputs: Any) -> dict[str, WireTensor]:
     if isinstance(inputs, dict) and not is_b64(inputs):
         unknown = sorted(set(inputs) - {s.name for s in specs})
         if unknown:
             raise InvalidInput(f"unknown inputs {unknown}; the model takes "
                                f"{[s.name for s in specs]}")
-        return {s.name: to_tensor(served, s, inputs[s.name]) for s in specs if s.name in inputs}
+        return {s.name: to_tensor(s, inputs[s.name]) for s in specs if s.name in inputs}
     if len(specs) != 1:
         raise InvalidInput(f"model has {len(specs)} inputs: give 'inputs' as an object")
-    return {specs[0].name: to_tensor(served, specs[0], inputs)}
+    return {specs[0].name: to_tensor(specs[0], inputs)}
 
 
 def predict_body(arrays: dict[str, np.ndarray], row: bool) -> dict[str, Any]:
@@ -149,8 +151,9 @@ def predict_body(arrays: dict[str, np.ndarray], row: bool) -> dict[str, Any]:
     return {"predictions": [{k: v[i] for k, v in columns.items()} for i in range(n)]}
 
 
-def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
-    router = APIRouter(tags=["tensorflow-serving"])
+def predict_endpoint(dataplane: DataPlane, settings: Settings) -> TensorEndpoint:
+    """``:predict`` for (request, model name, version segment, label segment): FastAPI's
+    routes below and the hot lanes (hot_routes.py) answer with it."""
 
     def parsed(raw: bytes, name: str, version: int | None
                ) -> tuple[ServedModel, dict[str, np.ndarray] | dict[str, WireTensor], bool]:
@@ -172,14 +175,16 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
         if ("instances" in body) == ("inputs" in body):
             raise InvalidInput("give exactly one of 'instances' (row) or 'inputs' (columnar)")
         row = "instances" in body
-        inputs = row_inputs(served, body["instances"]) if row else \
-            columnar_inputs(served, body["inputs"])
+        specs = served.manifest.inputs
+        inputs = row_inputs(specs, body["instances"]) if row else \
+            columnar_inputs(specs, body["inputs"])
         return served, inputs, row
 
-    async def predict(request: Request, name: str, version: int | None,
-                      label: str | None = None) -> Response:
+    async def predict(request: Request, name: str, version_text: str | None,
+                      label: str | None) -> Response:
         # One choice of version for parsing and inference (labels, traffic split).
-        version = dataplane.route(name, version, label=label,
+        version = dataplane.route(name, None if label is not None else
+                                  parse_version(version_text), label=label,
                                   key=request.headers.get(ROUTING_KEY_HEADER))
         served, inputs, row = parsed(await request.body(), name, version)
         result = await dataplane.infer(served.name, version, inputs, protocol=PROTOCOL,
@@ -189,13 +194,21 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
         response.headers[VERSION_HEADER] = str(result.model_version)
         return response
 
+    return predict
+
+
+def build_router(dataplane: DataPlane, settings: Settings,
+                 predict: TensorEndpoint | None = None) -> APIRouter:
+    router = APIRouter(tags=["tensorflow-serving"])
+    predict = predict or predict_endpoint(dataplane, settings)
+
     @router.post("/v1/models/{name}:predict")
     async def predict_latest(request: Request, name: str) -> Response:
-        return await predict(request, name, None)
+        return await predict(request, name, None, None)
 
     @router.post("/v1/models/{name}/versions/{version}:predict")
     async def predict_version(request: Request, name: str, version: str) -> Response:
-        return await predict(request, name, parse_version(version))
+        return await predict(request, name, version, None)
 
     @router.post("/v1/models/{name}/labels/{label}:predict")
     async def predict_label(request: Request, name: str, label: str) -> Response:
@@ -208,7 +221,8 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
 def _status_and_metadata_routes(router: APIRouter, dataplane: DataPlane) -> None:
     def status(name: str, version: int | None) -> Response:
         served = dataplane.model_statuses(name, version)
-        return json_response({"model_version_status": [version_status(m) for m in served]})
+        return json_response({"model_version_status": [version_status_json(m)
+                                                       for m in served]})
 
     @router.get("/v1/models/{name}")
     async def status_all(name: str) -> Response:

@@ -29,11 +29,12 @@ from serving.rest.body import (
     request_deadline,
 )
 from serving.rest.errors import error_response
+from serving.rest.hot_routes import TensorEndpoint
 from serving.rest.json_tensors import v2_request
 from serving.rest.tensors import to_array
 from serving.routing import KEY_PARAMETER, LABEL_PARAMETER, ROUTING_KEY_HEADER, VERSION_HEADER
-from serving.v2_datatypes import NUMPY_TO_V2, V2_TO_NUMPY
 from serving.versions import parse_version
+from serving.wire.dtypes import V2_TO_NUMPY, v2_datatype
 
 if TYPE_CHECKING:
     from serving.models.registry import ServedModel
@@ -43,12 +44,11 @@ PLATFORM = "onnxruntime_onnx"
 
 
 def tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
-    return {"name": spec.name, "datatype": NUMPY_TO_V2[spec.dtype], "shape": spec.shape}
+    return {"name": spec.name, "datatype": v2_datatype(spec.dtype), "shape": spec.shape}
 
 
 def model_metadata(dataplane: DataPlane, served: ServedModel) -> dict[str, Any]:
-    versions = [str(m.version) for m in dataplane.model_statuses(served.name)
-                if m.state == "AVAILABLE"]
+    versions = [str(v) for v in dataplane.available_versions(served.name)]
     manifest = served.manifest
     return {"name": served.name, "versions": versions, "platform": PLATFORM,
             "inputs": [tensor_metadata(s) for s in manifest.inputs],
@@ -69,7 +69,7 @@ def json_tensor(item: dict[str, Any], spec: TensorSpec | None) -> WireTensor:
     shape = declared_shape(name, item.get("shape"))
     # BYTES for a numeric input: encoded items (images, texts) for the model's codec.
     if spec is not None and V2_TO_NUMPY[datatype] != spec.dtype and datatype != "BYTES":
-        raise InvalidInput(f"input {name!r} must be {NUMPY_TO_V2[spec.dtype]} (or BYTES "
+        raise InvalidInput(f"input {name!r} must be {v2_datatype(spec.dtype)} (or BYTES "
                            f"holding encoded items), got {datatype}")
     if "data" not in item:
         raise InvalidInput(f"input {name!r} has no 'data'")
@@ -159,8 +159,47 @@ def parse_request(body: dict[str, Any], served: ServedModel, binary: bytes
     return inputs, *v2_binary.requested_outputs(body)
 
 
-def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
+def infer_endpoint(dataplane: DataPlane, settings: Settings) -> TensorEndpoint:
+    """``infer`` for (request, model name, version segment, -): FastAPI's routes below and
+    the hot lanes (hot_routes.py) answer with it."""
+
+    async def infer(request: Request, name: str, version_text: str | None,
+                    label: str | None = None) -> Response:
+        version = parse_version(version_text)
+        dataplane.model_statuses(name, version)  # 404 before reading an unknown model's body
+        header, binary = v2_binary.split_body(request.headers, await request.body())
+        check_json_cost(header, MAX_JSON_VALUES)
+        body = v2_request(header, MAX_PLAIN_JSON_VALUES) or parse_json(header)
+        if not isinstance(body, dict):
+            raise InvalidInput("request body must be a JSON object")
+        echo = request_id(body)
+        # One choice of version for parsing and inference (labels, traffic split).
+        label, key = routing_parameters(body.get("parameters"))
+        version = dataplane.route(name, version, label=label,
+                                  key=key or request.headers.get(ROUTING_KEY_HEADER))
+        served = dataplane.model(name, version)
+        inputs, wanted, as_binary = parse_request(body, served, binary)
+        call = dataplane.infer(served.name, version, inputs, protocol=PROTOCOL,
+                               output_names=wanted,
+                               deadline=request_deadline(request, settings.request_timeout_s))
+        # The parsed JSON is the inputs' now: the dataplane lets it go once it has built
+        # the tensors, unless this frame still holds it.
+        del body, inputs
+        result = await call
+        response = {"model_name": result.model_name, "model_version": str(result.model_version)}
+        if echo is not None:
+            response["id"] = echo
+        answer = v2_binary.encode_response(response, result.outputs, as_binary)
+        answer.headers[VERSION_HEADER] = str(result.model_version)
+        return answer
+
+    return infer
+
+
+def build_router(dataplane: DataPlane, settings: Settings,
+                 infer: TensorEndpoint | None = None) -> APIRouter:
     router = APIRouter(tags=["v2"])
+    infer = infer or infer_endpoint(dataplane, settings)
 
     @router.get("/v2")
     async def server_metadata() -> Response:
@@ -182,39 +221,11 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
             return json_response({"name": name, "ready": True})
         return error_response(400, f"model {name} is not ready")
 
-    async def infer(request: Request, name: str, version: int | None) -> Response:
-        dataplane.model_statuses(name, version)  # 404 before reading an unknown model's body
-        header, binary = v2_binary.split_body(request.headers, await request.body())
-        check_json_cost(header, MAX_JSON_VALUES)
-        body = v2_request(header, MAX_PLAIN_JSON_VALUES) or parse_json(header)
-        if not isinstance(body, dict):
-            raise InvalidInput("request body must be a JSON object")
-        echo = request_id(body)
-        label, key = routing_parameters(body.get("parameters"))
-        version = dataplane.route(name, version, label=label,
-                                  key=key or request.headers.get(ROUTING_KEY_HEADER))
-        served = dataplane.model(name, version)
-        inputs, wanted, as_binary = parse_request(body, served, binary)
-        call = dataplane.infer(served.name, version, inputs, protocol=PROTOCOL,
-                               output_names=wanted,
-                               deadline=request_deadline(request, settings.request_timeout_s))
-        # The parsed JSON is the inputs' now: the dataplane lets it go once it has built
-        # the tensors, unless this frame still holds it.
-        del body, inputs
-        result = await call
-        response = {"model_name": result.model_name, "model_version": str(result.model_version)}
-        if echo is not None:
-            response["id"] = echo
-        answer = v2_binary.encode_response(response, result.outputs, as_binary)
-        answer.headers[VERSION_HEADER] = str(result.model_version)
-        return answer
-
     for path in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         router.add_api_route(path, _with_version(lambda n, v: json_response(
             model_metadata(dataplane, dataplane.model(n, v)))), methods=["GET"])
         router.add_api_route(path + "/ready", _with_version(model_ready), methods=["GET"])
         router.add_api_route(path + "/infer", _with_request(infer), methods=["POST"])
-    _repository_routes(router, dataplane)
     return router
 
 
@@ -225,26 +236,8 @@ def _with_version(handler: Any) -> Any:
     return route
 
 
-def _with_request(handler: Any) -> Any:
+def _with_request(handler: TensorEndpoint) -> Any:
     async def route(request: Request, name: str, version: str | None = None) -> Response:
-        return await handler(request, name, parse_version(version))
+        return await handler(request, name, version, None)
     return route
 
-
-def _repository_routes(router: APIRouter, dataplane: DataPlane) -> None:
-    @router.post("/v2/repository/index")
-    async def repository_index() -> Response:
-        """Triton's model repository extension: every known model version and its state."""
-        models = []
-        for name in dataplane.model_names():
-            for served in dataplane.model_statuses(name):
-                state = "READY" if served.state == "AVAILABLE" else "UNAVAILABLE"
-                entry: dict[str, Any] = {"name": served.name, "version": str(served.version),
-                                         "state": state}
-                labels = dataplane.repository.labels.labels_of(served.name, served.version)
-                if labels:
-                    entry["labels"] = labels  # an addition to Triton's fields: version labels
-                if served.error:
-                    entry["reason"] = served.error
-                models.append(entry)
-        return json_response(models)

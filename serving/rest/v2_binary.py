@@ -11,7 +11,6 @@ Outputs asked for with ``"binary_data": true`` (or request-level
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +21,8 @@ from starlette.responses import Response
 from serving.admission import WireTensor, declared_shape
 from serving.errors import InvalidInput
 from serving.rest.body import json_response
-from serving.v2_datatypes import NUMPY_TO_V2, V2_TO_NUMPY, decode_bytes
+from serving.wire.dtypes import V2_TO_NUMPY, v2_datatype
+from serving.wire.v2_bytes import decode_bytes, encode_bytes
 
 HEADER_LENGTH = "inference-header-content-length"
 ALL = "*"
@@ -96,8 +96,7 @@ def requested_outputs(body: dict[str, Any]) -> tuple[list[str] | None, set[str]]
 
 def _raw(arr: np.ndarray) -> bytes:
     if arr.dtype == object:
-        parts = [v if isinstance(v, bytes) else str(v).encode() for v in arr.ravel()]
-        return b"".join(struct.pack("<I", len(p)) + p for p in parts)
+        return encode_bytes(arr)
     return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
 
 
@@ -105,8 +104,7 @@ def encode_response(response: dict[str, Any], outputs: dict[str, np.ndarray],
                     as_binary: set[str]) -> Response:
     tensors, blobs = [], []
     for name, arr in outputs.items():
-        tensor: dict[str, Any] = {"name": name, "datatype": NUMPY_TO_V2.get(arr.dtype.name,
-                                                                          "BYTES"),
+        tensor: dict[str, Any] = {"name": name, "datatype": v2_datatype(arr.dtype),
                                   "shape": list(arr.shape)}
         if ALL in as_binary or name in as_binary:
             raw = _raw(arr)

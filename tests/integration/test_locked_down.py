@@ -212,3 +212,52 @@ async def test_require_api_keys_starts_with_a_key(tiny_model_repository: Path, t
         assert (await client.post("/v1/digit:predict", json=body)).status_code == 401
         assert (await client.post("/v1/digit:predict", json=body,
                                   headers={"x-api-key": KEY})).status_code == 200
+
+
+# (headers in order, allowed?): REST headers and gRPC metadata are read by one function.
+KEY_FORMS = [
+    ([("authorization", f"Bearer {KEY}")], True),
+    ([("authorization", f"bearer   {KEY}")], True),  # the scheme in any case, spaces
+    ([("x-api-key", KEY)], True),
+    ([("x-api-key", KEY), ("authorization", "Bearer wrong")], True),  # the first one wins
+    ([("authorization", "Bearer wrong"), ("x-api-key", KEY)], False),
+    ([("authorization", KEY)], True),  # no scheme: the value is the key
+    ([("authorization", f"Basic {KEY}")], False),
+    ([("x-api-key", KEY.upper())], False),
+]
+
+
+async def test_rest_and_grpc_read_a_presented_key_alike(make_server) -> None:
+    url, target, _ = await make_server(api_keys=[KEY])
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client, \
+            grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        for headers, allowed in KEY_FORMS:
+            rest = await client.post("/v2/repository/index", headers=httpx.Headers(headers))
+            code = await rpc_code(stub.RepositoryIndex(pb.RepositoryIndexRequest(),
+                                                       metadata=tuple(headers)))
+            assert rest.status_code == (200 if allowed else 401), headers
+            assert code == (grpc.StatusCode.OK if allowed else
+                            grpc.StatusCode.UNAUTHENTICATED), headers
+
+
+async def test_the_repository_index_is_the_same_over_rest_and_grpc(make_server,
+                                                                   tiny_model_repository):
+    (tiny_model_repository / "text" / "2").mkdir()
+    (tiny_model_repository / "text" / "2" / "manifest.json").write_text("{}")  # fails to load
+    url, target, _ = await make_server(version_policy="all", strict_readiness=False)
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client, \
+            grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        indexes = {}
+        for ready in (False, True):
+            rest = (await client.post("/v2/repository/index", json={"ready": ready})).json()
+            index = await stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=ready))
+            assert rest == [{"name": m.name, "version": m.version, "state": m.state,
+                             **({"reason": m.reason} if m.reason else {})}
+                            for m in index.models]
+            indexes[ready] = rest
+    failed = [e for e in indexes[False] if e["state"] == "UNAVAILABLE"]
+    assert [(e["name"], e["version"]) for e in failed] == [("text", "2")]
+    assert "Manifest" in failed[0]["reason"]
+    assert indexes[True] == [e for e in indexes[False] if e["state"] == "READY"]

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.training.images import write_images, write_tree
 from training.cli import parse_epochs
 
@@ -85,3 +87,37 @@ def test_bad_epochs_flag() -> None:
 def test_parse_epochs() -> None:
     assert parse_epochs(["3", "image=1"]) == (3, {"image": 1})
     assert parse_epochs([]) == (None, {})
+
+
+@pytest.mark.slow
+def test_progress_in_a_log_is_one_line_per_epoch(tmp_path: Path) -> None:
+    """Output to a pipe (a log file, a journal): no progress bar, one log line per epoch."""
+    proc = modelserve("train", "digit", "--out", str(tmp_path / "run"), "--train-limit", "2000",
+                      "--test-limit", "200", "--epochs", "2")
+    assert proc.returncode == 0, proc.stderr
+    output = proc.stdout + proc.stderr
+    assert "\r" not in output and "\b" not in output
+    epochs = [line for line in output.splitlines() if " epoch " in line]
+    assert len(epochs) == 2, output
+    assert "epoch 1/2: " in epochs[0] and "epoch 2/2: " in epochs[1]
+    assert all("accuracy" in line and "loss" in line for line in epochs)
+    assert "digit: test accuracy" in proc.stdout
+
+
+def test_evaluate_skips_generic_models_with_a_clear_line(tmp_path: Path) -> None:
+    from tests.fixtures.generic_models import (
+        multi_io_model,
+        write_bare_version,
+        write_generic_version,
+    )
+
+    write_generic_version(tmp_path, "ranker", 1, multi_io_model())
+    write_bare_version(tmp_path, "detector", 1, multi_io_model())
+    proc = modelserve("evaluate", "--repository", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr  # skipping is not failing
+    lines = proc.stdout.splitlines()
+    assert any(line.split()[:3] == ["ranker", "1", "skipped:"] and "generic model (no task)"
+               in line for line in lines), proc.stdout
+    assert any(line.split()[:3] == ["detector", "1", "skipped:"] and "bare model.onnx" in line
+               for line in lines), proc.stdout
+    assert "not evaluated" not in proc.stdout and "image folder" not in proc.stdout

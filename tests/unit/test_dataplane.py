@@ -8,7 +8,7 @@ import pytest
 from serving.dataplane import validate_inputs, validate_tensor
 from serving.errors import InvalidInput, ModelNotFound
 from serving.models.manifest import TensorSpec
-from serving.tasks import probabilities, to_predictions
+from serving.tasks.classification import probabilities, to_predictions
 from tests.fixtures.tiny_models import digit_reference
 
 PIXELS = TensorSpec(name="pixels", dtype="float32", shape=[-1, 784])
@@ -63,14 +63,14 @@ async def test_task_model_checks_the_task(rest_client) -> None:
     dp = rest_client.dataplane
     assert dp.task_model("digit", None, None).name == "digit"
     with pytest.raises(InvalidInput, match="serves the text task"):
-        await dp.predict_digit([[0.0] * 784], model="text", protocol="test")
+        await dp.predict("digit", [[0.0] * 784], model="text", protocol="test")
     with pytest.raises(ModelNotFound):
-        await dp.predict_digit([[0.0] * 784], model="nope", protocol="test")
+        await dp.predict("digit", [[0.0] * 784], model="nope", protocol="test")
 
 
 async def test_one_bad_item_names_its_index(rest_client) -> None:
     with pytest.raises(InvalidInput, match="item 1"):
-        await rest_client.dataplane.predict_digit([[0.0] * 784, [0.0] * 3], protocol="test")
+        await rest_client.dataplane.predict("digit", [[0.0] * 784, [0.0] * 3], protocol="test")
 
 
 async def test_draining_turns_readiness_off_and_calls_hooks(rest_client) -> None:
@@ -88,9 +88,9 @@ async def test_draining_turns_readiness_off_and_calls_hooks(rest_client) -> None
 
 async def test_requests_are_counted_by_status(rest_client) -> None:
     dp = rest_client.dataplane
-    await dp.predict_text(["good fun"], protocol="test")
+    await dp.predict("text", ["good fun"], protocol="test")
     with pytest.raises(InvalidInput):
-        await dp.predict_text([""], protocol="test")
+        await dp.predict("text", [""], protocol="test")
     body = rest_client.metrics.render()[0].decode()
     assert 'modelserve_requests_total{model="text",protocol="test",status="OK",version="1"} 1.0' \
         in body

@@ -29,7 +29,8 @@ async def test_page_at_root_with_its_settings_inlined(make_rest_client) -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     version = app.dataplane.server_metadata()["version"]
     assert inlined_config(page.text) == {"grpc_port": 8512, "api_key_required": False,
-                                         "server_version": version}
+                                         "server_version": version,
+                                         "tasks": ["digit", "image", "text"]}
     # No CDN: every script and stylesheet is served by this server.
     for ref in re.findall(r'(?:src|href)="([^"]+)"', page.text):
         assert ref.startswith(("/", "data:")), ref

@@ -15,6 +15,7 @@ from serving.errors import ModelNotFound, ModelNotReady, ShuttingDown
 from serving.metrics import Metrics
 from serving.models.registry import ModelRegistry, VersionPolicy
 from serving.models.served_model import warmup_sizes
+from serving.models.watcher import RepositoryControl
 from tests.fixtures.tiny_models import (
     digit_model,
     digit_reference,
@@ -180,7 +181,9 @@ async def test_new_version_becomes_latest_only_when_warm_and_old_unloads(tmp_pat
     registry = await loaded(tmp_path)
     old = registry.get("digit")
     write_model_version(tmp_path, "digit", 2, digit_model())
-    await registry.reload()
+    control = RepositoryControl(registry, Settings(model_repository=str(tmp_path)))
+    await control.start()  # sees version 2, unchanged by the next poll: it loads then
+    await control.poll_once()
     assert registry.get("digit").version == 2
     assert old.state == "END"
     with pytest.raises(ShuttingDown):

@@ -14,11 +14,16 @@ const status = document.getElementById("server-status");
 let models = [];
 const defaults = (task) => () => defaultModel(models, task);
 
-const panels = {
-  digit: new DigitPanel(document.getElementById("digit-panel"), defaults("digit")),
-  image: new ImagePanel(document.getElementById("image-panel"), defaults("image")),
-  text: new TextPanel(document.getElementById("text-panel"), defaults("text")),
-};
+// A panel for each registered task the page has one for; the others' models are in the
+// tensor panel, like every model.
+const PANELS = {digit: DigitPanel, image: ImagePanel, text: TextPanel};
+const panelTasks = TASKS.filter((task) => PANELS[task]);
+const panels = {};
+for (const task of Object.keys(PANELS)) {
+  const element = document.getElementById(`${task}-panel`);
+  if (panelTasks.includes(task)) panels[task] = new PANELS[task](element, defaults(task));
+  else element.hidden = true;
+}
 const tensors = new TensorPanel(document.getElementById("tensor-panel"));
 const live = new LiveView(document.getElementById("live-panel"));
 
@@ -53,7 +58,7 @@ async function refreshModels() {
     }
     return;
   }
-  for (const task of TASKS) {
+  for (const task of panelTasks) {
     const picker = panels[task].picker;
     if (picker.update(models.filter((m) => m.task === task), defaultModel(models, task))) {
       if (panels[task].modelsChanged) panels[task].modelsChanged();
@@ -66,7 +71,7 @@ function describe(ready, index) {
   const serving = ready.map((m) => `${m.name} v${m.version}`).join(", ") || "no models yet";
   const waiting = index.filter((e) => e.state !== "READY" && !ready.some((m) => m.name === e.name))
     .map((e) => `${e.name} v${e.version} ${e.reason ? "failed" : "loading"}`);
-  const missing = TASKS.filter((t) => !ready.some((m) => m.task === t));
+  const missing = panelTasks.filter((t) => !ready.some((m) => m.task === t));
   let text = `Serving ${serving}.`;
   if (waiting.length) text += ` Not ready: ${waiting.join(", ")}.`;
   if (missing.length) text += ` No ${missing.join(" or ")} model yet (it appears here once published).`;

@@ -1,8 +1,9 @@
 // The models the server has: the repository index (v2) and each model's v2 metadata.
 
-import {call, postJson} from "./api.js";
+import {call, pageConfig, postJson} from "./api.js";
 
-export const TASKS = ["digit", "image", "text"];
+// The tasks the server has registered (its task plug-ins), from the page's config.
+export const TASKS = pageConfig().tasks || [];
 const metadataCache = new Map(); // "name/version" -> metadata
 
 // [{name, version, state, task, labels, inputs, outputs}] for every READY model version

@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from serving.errors import InvalidInput
-from serving.v2_datatypes import NUMPY_TO_V2, V2_TO_NUMPY, decode_bytes
+from serving.wire.v2_bytes import decode_bytes
 
 
 def frame(*items: bytes) -> bytes:
@@ -31,6 +31,3 @@ def test_malformed_framing_names_the_problem(raw: bytes, count: int | None, word
     with pytest.raises(InvalidInput, match=words):
         decode_bytes(raw, "img", count)
 
-
-def test_tables_are_inverse() -> None:
-    assert all(V2_TO_NUMPY[NUMPY_TO_V2[n]] == n for n in NUMPY_TO_V2)

@@ -1,6 +1,7 @@
-"""Open Inference Protocol (KServe v2) datatypes and BYTES framing, for every protocol module.
+"""Open Inference Protocol BYTES elements as raw bytes: each prefixed by its length
+(4 bytes, little-endian). For v2 REST's binary tensors and v2 gRPC's raw contents.
 
-numpy only, so REST, gRPC and the client libraries share one table and one decoder.
+numpy only, so REST, gRPC and the client libraries share one encoder and one decoder.
 """
 
 from __future__ import annotations
@@ -12,15 +13,9 @@ import numpy as np
 from serving.admission import object_array
 from serving.errors import InvalidInput
 
-V2_TO_NUMPY = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32",
-               "UINT64": "uint64", "INT8": "int8", "INT16": "int16", "INT32": "int32",
-               "INT64": "int64", "FP16": "float16", "FP32": "float32", "FP64": "float64",
-               "BYTES": "object"}
-NUMPY_TO_V2 = {v: k for k, v in V2_TO_NUMPY.items()}
-
 
 def decode_bytes(raw: bytes, name: str, count: int | None = None) -> np.ndarray:
-    """4-byte little-endian length-prefixed elements → object array of bytes.
+    """Length-prefixed elements → an object array of bytes.
 
     With ``count`` the data must hold exactly that many elements.
     """
@@ -41,3 +36,18 @@ def decode_bytes(raw: bytes, name: str, count: int | None = None) -> np.ndarray:
         raise InvalidInput(f"input {name!r}: {len(raw) - offset} bytes after {len(items)} "
                            f"elements")
     return object_array(items)
+
+
+def encode_bytes(values: np.ndarray) -> bytes:
+    """An object array (str as UTF-8, bytes as they are) → length-prefixed elements."""
+    parts = []
+    for value in values.reshape(-1):
+        if isinstance(value, str):
+            data = value.encode()
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            data = bytes(value)
+        else:  # a number in an object tensor: its text, never bytes(n)'s n zero bytes
+            data = str(value).encode()
+        parts.append(struct.pack("<I", len(data)))
+        parts.append(data)
+    return b"".join(parts)
