@@ -131,7 +131,9 @@ def run_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(models, indent=2))
         return 0
-    print(f"{'MODEL':<16} {'VERSION':>7}  {'STATE':<12} REASON")
+    print(f"{'MODEL':<16} {'VERSION':>7}  {'STATE':<12} {'LABELS':<16} REASON")
     for m in models:
-        print(f"{m['name']:<16} {m['version']:>7}  {m['state']:<12} {m.get('reason', '')}")
+        labels = ",".join(m.get("labels", [])) or "-"
+        print(f"{m['name']:<16} {m['version']:>7}  {m['state']:<12} {labels:<16} "
+              f"{m.get('reason', '')}")
     return 0

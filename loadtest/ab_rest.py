@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from loadtest import http_client
-from loadtest.bench import _run_async
+from loadtest.bench_measure import run_async
 from loadtest.bodies import Body
 from loadtest.server_process import free_port, modelserve_server
 
@@ -51,10 +51,10 @@ def measure(root: str, env: dict[str, str], repository: Path, seconds: float,
     server.start()
     try:
         requests = [http_client.encode_request(f"127.0.0.1:{port}", b) for b in bodies]
-        _run_async(http_client.run_closed_loop(port, requests, concurrency=concurrency,
+        run_async(http_client.run_closed_loop(port, requests, concurrency=concurrency,
                                                duration_s=0.5))  # warm
         cpu0 = server.cpu_seconds()
-        result = _run_async(http_client.run_closed_loop(
+        result = run_async(http_client.run_closed_loop(
             port, requests, concurrency=concurrency, duration_s=seconds))
         cpu = server.cpu_seconds() - cpu0
     finally:

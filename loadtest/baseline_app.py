@@ -18,18 +18,13 @@ from pathlib import Path
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 
+from loadtest.bare_model import OrtModel
+
 log = logging.getLogger(__name__)
 
 
 def create_app(model_path: Path, *, threads: int = 1) -> FastAPI:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(model_path), sess_options=options,
-                                providers=["CPUExecutionProvider"])
-    input_name = sess.get_inputs()[0].name
-    labels = [str(i) for i in range(10)]
+    model = OrtModel(model_path, threads=threads)
     app = FastAPI(title="baseline: one ONNX Runtime call per request")
 
     @app.get("/empty")
@@ -47,13 +42,7 @@ def create_app(model_path: Path, *, threads: int = 1) -> FastAPI:
             pixels = np.asarray(body["input"], dtype=np.float32).reshape(1, 784)
         except (KeyError, TypeError, ValueError) as exc:
             raise HTTPException(400, f"input must be 784 numbers: {exc}") from exc
-        if pixels.max() > 1.0:
-            pixels /= 255.0
-        probabilities = sess.run(None, {input_name: pixels})[0][0]
-        order = np.argsort(probabilities)[::-1][:5]
-        top = [{"label": labels[i], "probability": float(probabilities[i])} for i in order]
-        return {"model_name": "digit", "model_version": "baseline",
-                "predictions": [{**top[0], "top": top}]}
+        return model.digit_answer(pixels)
 
     return app
 

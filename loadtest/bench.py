@@ -3,103 +3,48 @@
 In one run: (1) the in-process ONNX Runtime ceiling per model and batch size, pinned to
 the server's CPUs; (2) the real server (startup to ready, RSS) measured per model,
 protocol and concurrency by a lean asyncio client pinned to the other CPUs (its CPU
-use is measured too); (3) the image model at saturation interleaved with its ceiling:
+use is measured too, and a row where it was the bottleneck says so); (3) the digit
+paths with ints and floats beside the naive FastAPI app and the bare-stack limits (bare
+ASGI and RSGI, bare grpc.aio unary and streaming), in interleaved rounds
+(bench_limits.py); (4) the image model at saturation interleaved with its ceiling:
 rounds of the ceiling at every batch size, then the server, so both sample the same
-moments of a shared machine whose speed drifts by ±15% within seconds; (4) the
-baseline plain FastAPI app on the same digit model, same client. Prints a table and the
-targets; writes bench.json, bench.md, bench.png.
+moments of a shared machine whose speed drifts by ±15% within seconds. Prints a table
+and the targets (bench_targets.py); writes bench.json, bench.md, bench.png.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from argparse import Namespace
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from loadtest import bench_report, bench_requests, grpc_client, http_client
-from loadtest.bodies import check_answer
+from loadtest import (
+    bench_limits,
+    bench_report,
+    bench_requests,
+    bench_targets,
+    grpc_client,
+    http_client,
+)
+from loadtest.bench_measure import Row, http_coro, measure
 from loadtest.server_process import ChildProcess, free_port, modelserve_server, parse_cpus
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Row:
-    model: str
-    protocol: str
-    concurrency: int
-    items_per_s: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    errors: int
-    client_cores: float
-    server_cores: float
-    error_sample: str = ""
-
-
-def percentile(sorted_ns: list[int], q: float) -> float:
-    if not sorted_ns:
-        return float("nan")
-    return sorted_ns[min(len(sorted_ns) - 1, int(q * len(sorted_ns)))] / 1e6
-
-
-def _run_async(coro):
-    try:
-        import uvloop
-
-        return uvloop.run(coro)
-    except ImportError:  # uvloop is not on every platform
-        return asyncio.run(coro)
-
-
-def measure(label: tuple[str, str, int], coro, server: ChildProcess) -> Row:
-    """Run one closed-loop measurement; CPU of the client (this process) and server."""
-    model, protocol, concurrency = label
-    cpu0, server0 = resource.getrusage(resource.RUSAGE_SELF), server.cpu_seconds()
-    wall0 = time.perf_counter()
-    result: http_client.Measurement = _run_async(coro)
-    wall = time.perf_counter() - wall0
-    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    client_cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-    lat = sorted(result.latencies_ns)
-    row = Row(model, protocol, concurrency, len(lat) / result.window_s,
-              percentile(lat, 0.50), percentile(lat, 0.95), percentile(lat, 0.99),
-              result.errors, client_cpu / wall, (server.cpu_seconds() - server0) / wall,
-              "; ".join(result.error_samples))
-    log.info("%-6s %-15s c=%-3d %8.1f items/s p50 %.2f p99 %.2f ms errors %d", model,
-             protocol, concurrency, row.items_per_s, row.p50_ms, row.p99_ms, row.errors)
-    return row
-
-
-def http_coro(port: int, bodies: list, concurrency: int, duration: float):
-    requests = [http_client.encode_request(f"127.0.0.1:{port}", b) for b in bodies]
-
-    async def go() -> http_client.Measurement:
-        result = await http_client.run_closed_loop(port, requests, concurrency=concurrency,
-                                                   duration_s=duration)
-        if result.first_body and bodies[0].kind != "empty":
-            problem = check_answer(bodies[0], json.loads(result.first_body))
-            if problem:
-                result.error(problem)
-        return result
-
-    return go()
-
-
 def served_row(cfg: Namespace, server: ChildProcess, http_port: int, grpc_port: int,
                label: tuple[str, str, int]) -> Row:
     model, protocol, conc = label
+    payload = bench_requests.GRPC_PAYLOADS[protocol][0] \
+        if protocol in bench_requests.GRPC_PROTOCOLS else ""
     if protocol in bench_requests.GRPC_PROTOCOLS:
         calls = bench_requests.grpc_calls(protocol, model, http_port, cfg.repository)
         coro = grpc_client.run_closed_loop(f"127.0.0.1:{grpc_port}", calls, concurrency=conc,
@@ -107,13 +52,16 @@ def served_row(cfg: Namespace, server: ChildProcess, http_port: int, grpc_port: 
     else:
         bodies = bench_requests.http_bodies(protocol, model, http_port, cfg.repository)
         coro = http_coro(http_port, bodies, conc, cfg.duration)
-    return measure(label, coro, server)
+    return measure((model, protocol, payload, conc), coro, server)
 
 
 def served_rows(cfg: Namespace, server: ChildProcess, http_port: int,
                 grpc_port: int) -> list[Row]:
+    """Text and image (digit's paths are measured beside their limits, bench_limits.py)."""
     return [served_row(cfg, server, http_port, grpc_port, (model, protocol, conc))
-            for model in cfg.models for protocol in cfg.protocols for conc in cfg.concurrency]
+            for model in cfg.models if model != "digit"
+            for protocol in cfg.protocols if protocol != "grpc-stream"
+            for conc in cfg.concurrency]
 
 
 class CeilingProbe:
@@ -203,7 +151,7 @@ def paired_rounds(cfg: Namespace, server: ChildProcess, ports: tuple[int, int],
 def empty_rtt(port: int, path: str, server: ChildProcess, duration: float, model: str) -> Row:
     request = [http_client.encode_request(f"127.0.0.1:{port}", None, path)]
     coro = http_client.run_closed_loop(port, request, concurrency=1, duration_s=duration)
-    return measure((model, f"GET {path}", 1), coro, server)
+    return measure((model, f"GET {path}", "", 1), coro, server)
 
 
 def run_ceiling(cfg: Namespace) -> dict:
@@ -234,13 +182,15 @@ def best_of(a: dict, b: dict) -> dict:
 
 def run_server(cfg: Namespace) -> tuple[list[Row], dict]:
     http_port, grpc_port = free_port(), free_port()
-    env = {"MODELSERVE_INTRA_OP_THREADS": str(cfg.threads), "MODELSERVE_PROVIDERS": cfg.provider,
-           "MODELSERVE_ACCESS_LOG": "false", "MODELSERVE_LOG_LEVEL": "warning"}
     server = modelserve_server(cfg.repository, http_port, grpc_port, cpus=cfg.server_cpus,
-                               log_path=cfg.out / "server.log", env=env)
+                               log_path=cfg.out / "server.log",
+                               env={**cfg.server_env, "MODELSERVE_HTTP_SERVER": cfg.http_server})
     with server.start(timeout_s=120):
-        info: dict[str, Any] = {"startup_s": server.startup_s, "rss_mb": server.rss_mb()}
+        info: dict[str, Any] = {"startup_s": server.startup_s, "rss_mb": server.rss_mb(),
+                                "http_server": cfg.http_server}
         rows = [empty_rtt(http_port, "/v2/health/live", server, cfg.duration, "-")]
+        if "digit" in cfg.models:
+            rows += bench_limits.compare(cfg, server, http_port, grpc_port)
         rows += served_rows(cfg, server, http_port, grpc_port)
         info["paired"], paired_rows = paired_rounds(cfg, server, (http_port, grpc_port), rows)
         info["paired_errors"] = sum(r.errors for r in paired_rows)
@@ -248,38 +198,30 @@ def run_server(cfg: Namespace) -> tuple[list[Row], dict]:
     return rows, info
 
 
-def run_baseline(cfg: Namespace) -> list[Row]:
-    from serving.models.manifest import list_versions
-
-    version = list_versions(cfg.repository / "digit")[-1]
-    port = free_port()
-    argv = [sys.executable, "-m", "loadtest.baseline_app", "--port", str(port), "--threads",
-            str(cfg.threads), "--model", str(cfg.repository / "digit" / str(version) /
-                                             "model.onnx")]
-    app = ChildProcess(argv, ready_url=f"http://127.0.0.1:{port}/ready", cpus=cfg.server_cpus,
-                       log_path=cfg.out / "baseline.log")
-    bodies = bench_requests.task_bodies("digit")
-    with app.start(timeout_s=60):
-        rows = [empty_rtt(port, "/empty", app, cfg.duration, "baseline")]
-        rows += [measure(("digit", "baseline", c), http_coro(port, bodies, c, cfg.duration),
-                         app) for c in cfg.concurrency]
-    return rows
-
-
 def config(args: Namespace) -> Namespace:
     quick = args.quick
     server_cpus, client_cpus = parse_cpus(args.server_cpus), parse_cpus(args.client_cpus)
-    return Namespace(
+    cfg = Namespace(
         repository=Path(args.model_repository),
         models=["digit"] if quick else [m for m in args.models.split(",") if m],
         protocols=[p for p in args.protocols.split(",") if p],
         concurrency=[1, 16] if quick else [int(c) for c in args.concurrency.split(",")],
+        compare_concurrency=[1, 16] if quick else [
+            int(c) for c in args.compare_concurrency.split(",")],
+        rounds=1 if quick else args.rounds, limits=not args.no_limits,
+        http_server=args.http_server, compare_http_server="" if quick or
+        args.compare_http_server in ("", "none") else args.compare_http_server,
+
         duration=1.0 if quick else args.duration, ceiling_duration=0.3 if quick else 1.0,
         batch_sizes="1,32" if quick else args.batch_sizes, provider=args.provider,
         threads=len(server_cpus) if server_cpus else os.cpu_count() or 1,
         server_cpus=server_cpus, client_cpus=client_cpus, baseline=not args.no_baseline,
         paired_rounds=0 if quick else args.paired_rounds,
         out=Path(args.out or f"reports/bench-{time.strftime('%Y%m%d-%H%M%S')}"))
+    cfg.server_env = {"MODELSERVE_INTRA_OP_THREADS": str(cfg.threads),
+                      "MODELSERVE_PROVIDERS": cfg.provider, "MODELSERVE_ACCESS_LOG": "false",
+                      "MODELSERVE_LOG_LEVEL": "warning"}
+    return cfg
 
 
 def run(args: Namespace) -> int:
@@ -294,14 +236,12 @@ def run(args: Namespace) -> int:
     if cfg.client_cpus:
         os.sched_setaffinity(0, cfg.client_cpus)  # after the ceiling child: it has its own
     rows, server_info = run_server(cfg)
-    if cfg.baseline and "digit" in cfg.models:
-        rows += run_baseline(cfg)
     ceiling = best_of(first, run_ceiling(cfg))
     results = {"machine": {**bench_report.machine(cfg), "cpu_pressure_avg60_start": pressure},
                "ceiling": ceiling, "server": server_info,
                "rows": [asdict(r) for r in rows],
                "elapsed_s": time.perf_counter() - started}
-    results["targets"] = bench_report.targets(results)
+    results["targets"] = bench_targets.targets(results)
     bench_report.write(results, cfg.out)
     errors = sum(r.errors for r in rows) + server_info["paired_errors"]
     if errors:

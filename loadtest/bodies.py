@@ -85,11 +85,30 @@ def digit_task_bodies(p: Payloads, n: int = 64) -> list[Body]:
     return out
 
 
-def digit_json_784(p: Payloads, n: int = 64) -> list[Body]:
+DIGIT_PAYLOADS = ("ints", "floats")
+
+
+def digit_numbers(p: Payloads, payload: str, n: int = 32) -> list[np.ndarray]:
+    """(1, 784) arrays of the numbers an app sends for a digit, as JSON will carry them.
+
+    "ints": MNIST test pixels 0-255 (int64; mostly zeros, cheap to parse);
+    "floats": numbers in [0, 1) with 4 decimals (float64), random so that none is a
+    short "0.0": the costlier payload of an app that normalises its pixels itself.
+    """
+    if payload == "ints":
+        return [p.digits[i].reshape(1, -1).astype(np.int64)
+                for i in range(min(n, len(p.digits)))]
+    if payload == "floats":
+        rng = np.random.default_rng(784)
+        return [rng.random((1, 784)).round(4) for _ in range(n)]
+    raise ValueError(f"unknown digit payload {payload!r}; known: {DIGIT_PAYLOADS}")
+
+
+def digit_json_784(p: Payloads, n: int = 64, payload: str = "ints") -> list[Body]:
     """One form only (784 numbers): the benchmark's digit request."""
     path = "/v1/digit:predict"
-    return [_json(path, {"input": p.digits[i].reshape(-1).tolist()}, "json-784")
-            for i in range(min(n, len(p.digits)))]
+    return [_json(path, {"input": a.reshape(-1).tolist()}, "json-784")
+            for a in digit_numbers(p, payload, n)]
 
 
 def text_task_bodies(p: Payloads, n: int = 64) -> list[Body]:
@@ -163,8 +182,9 @@ def tfserving_body(model: str, tensor: np.ndarray) -> Body:
 
 
 def v2_body(model: str, inp: ModelInput, tensor: np.ndarray) -> Body:
+    """The tensor's numbers as JSON (ints stay ints), typed as the model's input."""
     request = {"inputs": [{"name": inp.name, "shape": list(tensor.shape),
-                           "datatype": V2_DATATYPES[str(tensor.dtype)],
+                           "datatype": V2_DATATYPES[inp.dtype],
                            "data": tensor.reshape(-1).tolist()}]}
     return _json(f"/v2/models/{model}/infer", request, "v2", items=tensor.shape[0])
 

@@ -62,6 +62,8 @@ def _register_loadtest(subparsers: Any) -> None:
 
 
 def _register_bench(subparsers: Any) -> None:
+    from serving.config import Settings
+
     p = subparsers.add_parser("bench", help="raw ONNX Runtime ceiling vs served, per protocol",
                               description="Measure the in-process ONNX Runtime ceiling per model "
                               "and batch size, then the served throughput and latency per "
@@ -70,16 +72,32 @@ def _register_bench(subparsers: Any) -> None:
     p.add_argument("--model-repository", default=os.environ.get(
         "MODELSERVE_MODEL_REPOSITORY", "models"))
     p.add_argument("--models", default="digit,text,image")
-    p.add_argument("--protocols", default="rest,tfserving,v2,grpc-tfserving,grpc-v2")
-    p.add_argument("--concurrency", default="1,16,64")
-    p.add_argument("--duration", type=float, default=4.0, help="seconds per measurement")
+    p.add_argument("--protocols", default="rest,tfserving,v2,grpc-tfserving,grpc-v2,grpc-stream",
+                   help="served protocols (grpc-stream: v2 ModelStreamInfer, digit only)")
+    p.add_argument("--concurrency", default="1,16,64", help="text and image points")
+    p.add_argument("--compare-concurrency", default="1,64",
+                   help="digit paths beside the naive app and the bare limits")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved rounds of the digit comparison (ratios per round)")
+    p.add_argument("--no-limits", action="store_true",
+                   help="skip the bare-stack limits (bare ASGI/RSGI, bare grpc.aio)")
+    p.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
+    default_http = Settings.model_fields["http_server"].default
+    other_http = "uvicorn" if default_http == "granian" else "granian"
+    p.add_argument("--http-server", choices=["granian", "uvicorn"], default=default_http,
+                   help=f"the server's HTTP server (default {default_http}, the server's)")
+    p.add_argument("--compare-http-server", default=other_http,
+                   choices=["granian", "uvicorn", "none"],
+                   help="also measure the digit REST paths on a second server running this "
+                        f"HTTP server, in the same rounds (default {other_http})")
     p.add_argument("--batch-sizes", default="1,8,32,64")
     p.add_argument("--provider", choices=["cpu", "cuda", "auto"], default="cpu")
-    p.add_argument("--no-baseline", action="store_true")
+    p.add_argument("--no-baseline", action="store_true", help="skip the naive FastAPI app")
     p.add_argument("--paired-rounds", type=int, default=5,
                    help="image at saturation: rounds of ceiling then server, back to back")
     p.add_argument("--quick", action="store_true",
-                   help="under a minute: digit only, short runs, concurrency 1 and 16")
+                   help="about a minute: digit only, one round, short runs, concurrency 1 "
+                        "and 16")
     p.add_argument("--out", default="", help="output folder (default reports/bench-<time>)")
     _pinning(p)
     p.set_defaults(func=_bench)

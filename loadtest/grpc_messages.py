@@ -21,6 +21,7 @@ V2_CONTENTS = {"float32": ("FP32", "fp32_contents"), "int32": ("INT32", "int_con
                "int64": ("INT64", "int64_contents"), "float64": ("FP64", "fp64_contents")}
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
+MODEL_STREAM_INFER = "/inference.GRPCInferenceService/ModelStreamInfer"
 MODEL_METADATA = "/inference.GRPCInferenceService/ModelMetadata"
 
 
@@ -57,12 +58,23 @@ def tfserving_predict(model: str, input_name: str, array: np.ndarray) -> GrpcCal
                     "grpc-tfserving", model)
 
 
-def v2_infer(model: str, input_name: str, array: np.ndarray) -> GrpcCall:
+def v2_infer(model: str, input_name: str, array: np.ndarray, *, raw: bool = False,
+             stream: bool = False) -> GrpcCall:
+    """ModelInfer with the numbers in typed ``contents`` (KServe's clients), or in
+    ``raw_input_contents`` (``raw``: what tritonclient sends); ``stream``: the same
+    request for ModelStreamInfer, answered by ModelStreamInferResponse."""
     datatype, field = V2_CONTENTS[str(array.dtype)]
     tensor = v2_pb2.ModelInferRequest.InferInputTensor(name=input_name, datatype=datatype,
                                                        shape=list(array.shape))
-    getattr(tensor.contents, field).extend(array.reshape(-1).tolist())
     request = v2_pb2.ModelInferRequest(model_name=model, inputs=[tensor])
+    if raw:
+        little = array.astype(array.dtype.newbyteorder("<"), copy=False)
+        request.raw_input_contents.append(np.ascontiguousarray(little).tobytes())
+    else:
+        getattr(request.inputs[0].contents, field).extend(array.reshape(-1).tolist())
+    if stream:
+        return GrpcCall(MODEL_STREAM_INFER, request, v2_pb2.ModelStreamInferResponse,
+                        array.shape[0], "grpc-stream", model)
     return GrpcCall(MODEL_INFER, request, v2_pb2.ModelInferResponse, array.shape[0], "grpc-v2",
                     model)
 
@@ -80,6 +92,10 @@ def input_from_v2_metadata(response: v2_pb2.ModelMetadataResponse) -> tuple[str,
 
 def check_response(call: GrpcCall, response: Any) -> str | None:
     """None when the answer carries one result per item, else why not."""
+    if call.kind == "grpc-stream":
+        if response.error_message:
+            return f"stream error: {response.error_message}"
+        response = response.infer_response
     outputs = list(response.outputs.values()) if call.kind == "grpc-tfserving" \
         else list(response.outputs)
     if not outputs:

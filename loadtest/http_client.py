@@ -27,6 +27,7 @@ class Measurement:
     error_samples: list[str] = field(default_factory=list)
     window_s: float = 0.0
     first_body: bytes = b""
+    completed: int = 0  # answered requests, warm-up included (server CPU is counted for all)
 
     def error(self, message: str) -> None:
         self.errors += 1
@@ -76,6 +77,7 @@ async def _connection(port: int, requests: Sequence[bytes], start_ns: int, stop_
             writer.write(request)
             status, body = await _read_response(reader)
             done = time.perf_counter_ns()
+            result.completed += 1
             if status != 200:
                 result.error(f"HTTP {status}: {body[:200]!r}")
             elif start_ns <= done <= stop_ns:

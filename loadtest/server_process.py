@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -49,13 +49,38 @@ def pin_current(cpus: set[int] | None) -> None:
         os.sched_setaffinity(0, cpus)
 
 
+def _answers_200(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def grpc_ready(target: str) -> Callable[[], bool]:
+    """A readiness check for a gRPC server: its channel connects within a second."""
+    def check() -> bool:
+        import grpc
+
+        with grpc.insecure_channel(target) as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=1.0)
+            except grpc.FutureTimeoutError:
+                return False
+        return True
+    return check
+
+
 class ChildProcess:
     """A server child process: start, wait until a URL answers 200, measure, stop."""
 
-    def __init__(self, argv: Sequence[str], *, ready_url: str, env: dict[str, str] | None = None,
-                 cpus: set[int] | None = None, log_path: Path | None = None) -> None:
+    def __init__(self, argv: Sequence[str], *, ready_url: str = "",
+                 ready_check: Callable[[], bool] | None = None,
+                 env: dict[str, str] | None = None, cpus: set[int] | None = None,
+                 log_path: Path | None = None) -> None:
         self.argv = list(argv)
         self.ready_url = ready_url
+        self.ready_check = ready_check or (lambda: _answers_200(ready_url))
         self.env = {**os.environ, **(env or {})}
         self.cpus = cpus
         self.log_path = log_path
@@ -82,15 +107,11 @@ class ChildProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with status {self.proc.returncode} before "
                                    f"ready; see {self.log_path or 'its output'}")
-            try:
-                with urllib.request.urlopen(self.ready_url, timeout=1.0) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
+            if self.ready_check():
+                return
             time.sleep(0.01)
         self.stop()
-        raise TimeoutError(f"server not ready at {self.ready_url} within {timeout_s:.0f} s")
+        raise TimeoutError(f"{self.argv[1:4]} not ready within {timeout_s:.0f} s")
 
     def _process(self):  # psutil.Process of the server (psutil comes with locust)
         import psutil

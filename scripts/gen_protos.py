@@ -8,11 +8,16 @@ Two steps, both reproducible:
               TensorFlow Serving's apis (from the tensorflow-serving-api package, which
               needs TensorFlow importable; only this step does) and KServe's Open
               Inference Protocol v2 (grpc_predict_v2.proto, read from the kserve wheel,
-              downloaded with ``pip download --no-deps``), plus Triton's RepositoryIndex
-              RPC and its two messages copied from tritonclient's grpc_service.proto (the
-              model_repository extension, same package ``inference``), so Triton clients
-              can list models. Package names, message names and field numbers stay
-              exactly as upstream: wire compatibility depends on them.
+              downloaded with ``pip download --no-deps``), plus two of Triton's RPCs and
+              their messages copied from tritonclient's grpc_service.proto (same package
+              ``inference``): RepositoryIndex (the model_repository extension), so Triton
+              clients can list models, and ModelStreamInfer (the bidirectional stream
+              behind tritonclient's ``start_stream``/``async_stream_infer``). Package
+              names, message names and field numbers stay exactly as upstream: wire
+              compatibility depends on them.
+
+``triton``    Add those Triton RPCs to the committed descriptors.binpb in place (no
+              TensorFlow needed; does nothing for the ones already there).
 
 ``generate``  (default) Run ``grpc_tools.protoc --descriptor_set_in`` with a pinned,
               old grpcio-tools (installed into a temporary folder with pip), then rewrite
@@ -27,6 +32,7 @@ Code from protobuf 4.25 has no such check and runs on protobuf 5, 6 and 7
 (tests/compat/test_protobuf_versions.py proves 6 and 7).
 
     python scripts/gen_protos.py extract    # only when upgrading the upstream protos
+    python scripts/gen_protos.py triton     # only when adding a Triton RPC
     python scripts/gen_protos.py            # regenerate serving/grpc/generated/
 """
 
@@ -64,7 +70,9 @@ SERVICE_FILES = (
     "grpc_predict_v2.proto",
 )
 TRITON_SERVICE = "tritonclient.grpc.service_pb2"
-TRITON_EXTRAS = ("RepositoryIndexRequest", "RepositoryIndexResponse")
+TRITON_MESSAGES = ("RepositoryIndexRequest", "RepositoryIndexResponse",
+                   "ModelStreamInferResponse")
+TRITON_METHODS = ("RepositoryIndex", "ModelStreamInfer")
 TOP_PACKAGES = ("tensorflow_serving", "tensorflow", "xla")
 
 
@@ -97,15 +105,28 @@ def _kserve_serialized() -> bytes:
     raise SystemExit(f"no serialized descriptor found in {KSERVE_PB2}")
 
 
-def _add_repository_index(kserve) -> None:
-    """Triton's RepositoryIndex (model_repository extension) into the v2 service."""
+def _add_triton_rpcs(kserve) -> None:
+    """Triton's RepositoryIndex and ModelStreamInfer, with their messages, into the v2
+    service (each once)."""
     from google.protobuf import descriptor_pb2
 
     triton = descriptor_pb2.FileDescriptorProto()
     importlib.import_module(TRITON_SERVICE).DESCRIPTOR.CopyToProto(triton)
-    kserve.message_type.extend(m for m in triton.message_type if m.name in TRITON_EXTRAS)
-    method = next(m for m in triton.service[0].method if m.name == "RepositoryIndex")
-    kserve.service[0].method.append(method)
+    have = {m.name for m in kserve.message_type}
+    kserve.message_type.extend(m for m in triton.message_type
+                               if m.name in TRITON_MESSAGES and m.name not in have)
+    have = {m.name for m in kserve.service[0].method}
+    kserve.service[0].method.extend(m for m in triton.service[0].method
+                                    if m.name in TRITON_METHODS and m.name not in have)
+
+
+def add_triton() -> None:
+    from google.protobuf import descriptor_pb2
+
+    fds = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTORS.read_bytes())
+    _add_triton_rpcs(next(f for f in fds.file if f.name == "grpc_predict_v2.proto"))
+    DESCRIPTORS.write_bytes(fds.SerializeToString(deterministic=True))
+    print(f"wrote {DESCRIPTORS.relative_to(ROOT)} with Triton's {', '.join(TRITON_METHODS)}")
 
 
 def extract() -> None:
@@ -117,7 +138,7 @@ def extract() -> None:
         proto = fds.file.add()
         fd.CopyToProto(proto)
     kserve = descriptor_pb2.FileDescriptorProto.FromString(_kserve_serialized())
-    _add_repository_index(kserve)
+    _add_triton_rpcs(kserve)
     fds.file.append(kserve)
     PROTOS.mkdir(parents=True, exist_ok=True)
     DESCRIPTORS.write_bytes(fds.SerializeToString(deterministic=True))
@@ -181,9 +202,10 @@ def generate() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", nargs="?", default="generate", choices=["extract", "generate"])
+    parser.add_argument("step", nargs="?", default="generate",
+                        choices=["extract", "triton", "generate"])
     args = parser.parse_args()
-    extract() if args.step == "extract" else generate()
+    {"extract": extract, "triton": add_triton, "generate": generate}[args.step]()
 
 
 if __name__ == "__main__":

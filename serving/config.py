@@ -218,6 +218,24 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="allowed CORS origins (CORS off when empty)")
 
+    # Streaming: Triton's bidirectional ModelStreamInfer (serving/grpc/v2_stream.py).
+    grpc_stream_max_in_flight: int = Field(
+        default=64, ge=1,
+        description="requests of one ModelStreamInfer stream computing at once; past it (or "
+                    "past grpc_stream_bytes_in_flight) the server stops reading the stream "
+                    "until one is answered (gRPC flow control then holds the client back)")
+    grpc_stream_bytes_in_flight: int = Field(
+        default=256 * 1024, ge=1024,
+        description="bytes of the request messages of one ModelStreamInfer stream "
+                    "computing at once (a larger request runs alone); a stream holds this "
+                    "beyond the one message every gRPC call may hold")
+
+    # The HTTP server under the REST app (docs/benchmarks.md says how it was chosen).
+    http_server: Literal["granian", "uvicorn"] = Field(
+        default="uvicorn",
+        description="granian: a Rust HTTP server (HTTP parsed outside Python); uvicorn: "
+                    "uvicorn with httptools and the hot task routes in its protocol")
+
     # Observability (docs/observability.md): Server-Timing, tracing, request capture.
     server_timing: bool = Field(
         default=True,

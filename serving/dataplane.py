@@ -35,6 +35,7 @@ from serving.models import status_reports
 from serving.models.manifest import Manifest
 from serving.models.states import ModelState
 from serving.models.status_reports import IndexEntry
+from serving.routing import Router
 from serving.tasks import Prediction, TaskResult
 from serving.tracing import Tracing
 
@@ -85,6 +86,8 @@ class DataPlane:
         # Load/unload and repository polling (serving/models/watcher.py), shared by REST and
         # gRPC; the registry's own, since an engine front end forwards them to its engines.
         self.repository = registry.control()
+        # Version labels, traffic split and shadow traffic (serving/routing.py).
+        self.routing = Router(registry, self.repository.labels, metrics)
         # What a request may cost (admission.py) and where its items decode (decoding.py).
         self.admission = Admission(max(settings.max_request_bytes,
                                        settings.grpc_max_message_bytes))
@@ -164,6 +167,16 @@ class DataPlane:
         return status_reports.repository_index(self.registry.models(), ready_only=ready_only)
 
     # Inference ------------------------------------------------------------
+    def route(self, name: str, version: int | None = None, *, label: str | None = None,
+              key: str | None = None) -> int | None:
+        """The version a request goes to: as named, by label, or by the traffic split
+        (sticky per ``key``); None: the latest. Protocols call it before ``model``."""
+        return self.routing.resolve(name, version, label, key)
+
+    def label_version(self, name: str, label: str) -> int | None:
+        """A label's version (None: ``latest``), for status and metadata: not counted."""
+        return self.repository.labels.resolve(name, label)
+
     def deadline(self, deadline: float | None) -> float:
         if deadline is not None:
             return deadline
@@ -177,6 +190,7 @@ class DataPlane:
         start = time.perf_counter()
         model_name, model_version = name, version
         try:
+            version = self.routing.resolve(name, version)  # the split, if not routed yet
             served = self.registry.get(name, version)
             model_version = served.version
             wanted = self._output_names(served.manifest, output_names)
@@ -237,8 +251,10 @@ class DataPlane:
     async def predict(self, task: str, items: Sequence[Any], *, unwrap: Unwrap | None = None,
                       model: str | None = None, version: int | None = None,
                       top_k: int | None = None, protocol: str,
-                      deadline: float | None = None) -> TaskResult:
-        """Items of ``task`` → predictions, by ``model`` or the task's default model.
+                      deadline: float | None = None, label: str | None = None,
+                      routing_key: str | None = None) -> TaskResult:
+        """Items of ``task`` → predictions, by ``model`` or the task's default model
+        (``label`` and ``routing_key``: see ``route``).
 
         Items are counted against the model's batch limit, then unwrapped (``unwrap``:
         the protocol's wire form, base64 say, as the task reads it), then decoded by the
@@ -246,7 +262,10 @@ class DataPlane:
         start = time.perf_counter()
         name, model_version = model or task, version
         try:
-            served = self.task_model(task, model, version)
+            served = self.task_model(task, model, version if label is None else None)
+            routed = self.routing.resolve(served.name, version, label, routing_key)
+            if routed is not None and routed != served.version:
+                served, version = self.task_model(task, served.name, routed), routed
             name, model_version = served.name, served.version
             if not items:
                 raise InvalidInput(f"no {task} given")
@@ -287,7 +306,13 @@ class DataPlane:
                 arrays = await feeds(served)
                 if self.capture is not None and self.capture.keeps_inputs:
                     _keep("inputs", arrays)
-                return served, await served.infer(arrays, deadline=deadline)
+                start = time.perf_counter()
+                outputs = await served.infer(arrays, deadline=deadline)
+                # Shadow traffic, if configured: in the background, never the caller's wait;
+                # none once draining (the batchers close soon).
+                if not self.draining:
+                    self.routing.mirror(served, feeds, outputs, time.perf_counter() - start)
+                return served, outputs
             except (ModelNotReady, ShuttingDown):
                 try:
                     current = self.registry.get(served.name, version)

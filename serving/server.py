@@ -30,6 +30,7 @@ from serving.engine.layout import build_registry
 from serving.metrics import Metrics
 from serving.rest.app import create_app
 from serving.rest.connection_limits import ConnectionLimits, limited_class
+from serving.rest.granian_server import GranianServer
 from serving.rest.hot_protocol import protocol_class
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ class ServerProcess:
         self.registry, self.engines = build_registry(settings, self.metrics)
         self.dataplane = DataPlane(self.registry, settings, self.metrics)
         self.app = create_app(settings, self.dataplane, self.metrics)
-        self.http = _UvicornServer(uvicorn_config(self.app, settings))
+        self.http: Any = _UvicornServer(uvicorn_config(self.app, settings)) \
+            if settings.http_server == "uvicorn" else GranianServer(self.app, settings)
         self.grpc: Any | None = None
         self._stop = asyncio.Event()
         self._load_task: asyncio.Task[None] | None = None

@@ -1,15 +1,14 @@
 """A model version as a request names it (REST paths, v2 REST and gRPC, TF Serving's
-ModelSpec): one parser for numbers, one for labels.
+ModelSpec). Labels are resolved by serving/routing.py from each model's labels.json.
 
 Versions are positive integers that fit TensorFlow Serving's int64; anything else,
 a version thousands of digits long included, is the client's mistake (400 /
-INVALID_ARGUMENT), echoed back shortened. Labels: only ``latest`` is defined (there
-is no label configuration); another label is not found (404 / NOT_FOUND).
+INVALID_ARGUMENT), echoed back shortened.
 """
 
 from __future__ import annotations
 
-from serving.errors import InvalidInput, ModelNotFound
+from serving.errors import InvalidInput
 
 MAX_VERSION = 2**63 - 1
 _MAX_DIGITS = len(str(MAX_VERSION))
@@ -38,10 +37,3 @@ def version_number(value: int) -> int:
                            f"got {value}")
     return value
 
-
-def resolve_label(label: str | None) -> int | None:
-    """A version label → its version: None (the latest) for ``latest`` or no label."""
-    if label is None or label == LATEST:
-        return None
-    shown = label if len(label) <= _ECHO_CHARS else f"{label[:_ECHO_CHARS]}..."
-    raise ModelNotFound(f"version label {shown!r} is not assigned (only {LATEST!r} is)")

@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.grpc_servers",
     "tests.fixtures.rest_lanes",
     "tests.fixtures.browser",
+    "tests.fixtures.rollout",
 ]

@@ -75,15 +75,10 @@ class DigitCodec:
 
 
     def _fast_values(self, values: Any) -> np.ndarray | None:
-        """The common JSON forms (784 numbers, 28 rows of 28) without ``np.asarray``'s
-        per-element cost; None leaves anything unusual to the general path."""
-        if not isinstance(values, list):
-            return None
-        if len(values) == self.height and isinstance(values[0], list):
-            values = flatten_rows(values, self.width)
-        if values is None or len(values) != self.size:
-            return None
-        arr = flat_numbers(values)
+        """The common JSON forms (784 numbers, 28 rows of 28, as lists or as the float64
+        array the REST parser reads them into) without ``np.asarray``'s per-element cost;
+        None leaves anything unusual to the general path."""
+        arr = self._flat(values)
         if arr is None:
             return None
         if arr.dtype == np.uint8:  # integer intensities: finite and in range by type
@@ -95,6 +90,22 @@ class DigitCodec:
         if arr.max() > 1.0:
             arr = arr * self.scale
         return arr.astype(np.float32)
+
+    def _flat(self, values: Any) -> np.ndarray | None:
+        """784 numbers as one flat uint8 or float64 array, without a Python call per
+        number; None for anything else."""
+        if isinstance(values, np.ndarray):
+            if values.dtype != np.float64 or \
+                    values.shape not in {(self.size,), (self.height, self.width)}:
+                return None
+            return values.reshape(self.size)
+        if not isinstance(values, list):
+            return None
+        if len(values) == self.height and isinstance(values[0], list):
+            values = flatten_rows(values, self.width)
+        if values is None or len(values) != self.size:
+            return None
+        return flat_numbers(values)
 
 
 def _background_is_light(pixels: np.ndarray) -> bool:

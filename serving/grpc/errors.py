@@ -39,7 +39,7 @@ def map_errors(handler: Handler[T]) -> Handler[T]:
 
     @functools.wraps(handler)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
-        request_id = request_ids.start(_sent_id(context))
+        request_id = request_ids.start(sent_id(context))
         trailing: tuple[tuple[str, str], ...] = ((request_ids.HEADER, request_id),)
         context.set_trailing_metadata(trailing)
         # The request's stage record (serving/stages.py), for its trace spans.
@@ -80,7 +80,8 @@ def map_errors(handler: Handler[T]) -> Handler[T]:
     return wrapper
 
 
-def _sent_id(context: grpc.aio.ServicerContext) -> str | bytes | None:
+def sent_id(context: grpc.aio.ServicerContext) -> str | bytes | None:
+    """The client's ``x-request-id`` metadata, if it sent one."""
     for key, value in context.invocation_metadata() or ():
         if key == request_ids.HEADER:
             return value

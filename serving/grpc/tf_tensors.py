@@ -12,6 +12,7 @@ Writes ``tensor_content`` for numbers (one copy, no per-element work) and
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,6 @@ from serving.admission import MAX_RANK, WireTensor, declared_shape, object_array
 from serving.errors import InvalidInput
 from serving.grpc.generated.tensorflow.core.framework import (
     tensor_pb2,
-    tensor_shape_pb2,
     types_pb2,
 )
 from serving.wire.dtypes import NUMPY_TO_TF, tf_datatype
@@ -104,18 +104,33 @@ def _build(proto: tensor_pb2.TensorProto, dtype: np.dtype, field: str, shape: li
 
 
 def from_numpy(array: Any) -> tensor_pb2.TensorProto:
+    proto = tensor_pb2.TensorProto()
+    write_numpy(proto, array)
+    return proto
+
+
+def write_numpy(proto: tensor_pb2.TensorProto, array: Any) -> None:
+    """``array`` into ``proto`` (an empty TensorProto, e.g. a response's output entry):
+    ``tensor_content`` for numbers, ``string_val`` for bytes."""
     arr = np.asarray(array)
     if arr.dtype.kind in "SUO":
         arr = arr.astype(object)
     dtype = tf_dtype(arr.dtype)
     if dtype == types_pb2.DT_INVALID:
         raise InvalidInput(f"dtype {arr.dtype} has no TensorFlow DataType")
-    proto = tensor_pb2.TensorProto(dtype=dtype)
-    proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=d)
-                                  for d in arr.shape)
+    proto.dtype = dtype
+    dims = proto.tensor_shape.dim
+    for d in arr.shape:
+        dims.add(size=d)
     if arr.dtype.kind == "O":
         proto.string_val.extend(v.encode() if isinstance(v, str) else bytes(v)
                                 for v in arr.reshape(-1))
     else:
-        proto.tensor_content = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-    return proto
+        proto.tensor_content = _little_endian(arr).tobytes()
+
+
+def _little_endian(arr: np.ndarray) -> np.ndarray:
+    """``arr`` as little-endian values (a no-op on this machine's usual byte order)."""
+    if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big"):
+        return arr.astype(arr.dtype.newbyteorder("<"))
+    return arr

@@ -30,7 +30,8 @@ from serving.grpc.generated.tensorflow_serving.apis import (
 from serving.grpc.generated.xla.tsl.protobuf import error_codes_pb2
 from serving.grpc.tf_examples import example_features
 from serving.models.status_reports import version_status
-from serving.versions import resolve_label, version_number
+from serving.routing import ROUTING_KEY_HEADER
+from serving.versions import version_number
 
 if TYPE_CHECKING:
     from serving.models.registry import ServedModel
@@ -41,13 +42,27 @@ PREDICT_METHOD = "tensorflow/serving/predict"
 _STATES = get_model_status_pb2.ModelVersionStatus.State
 
 
-def resolve_version(spec: model_pb2.ModelSpec) -> int | None:
-    """ModelSpec version or label → a version (None = latest)."""
+def resolve_version(dataplane: DataPlane, spec: model_pb2.ModelSpec,
+                    context: grpc.aio.ServicerContext | None = None) -> int | None:
+    """ModelSpec version, or label (labels.json), or the traffic split when neither is set
+    (sticky per the routing-key metadata; ``context`` None: status and metadata, which
+    are not routed) → a version (None = latest)."""
     if not spec.name:
         raise InvalidInput("model_spec.name is required")
     if spec.HasField("version"):
         return version_number(spec.version.value)
-    return resolve_label(spec.version_label if spec.HasField("version_label") else None)
+    label = spec.version_label if spec.HasField("version_label") else None
+    if context is None:
+        return None if label is None else dataplane.label_version(spec.name, label)
+    return dataplane.route(spec.name, None, label=label, key=metadata_value(
+        context, ROUTING_KEY_HEADER))
+
+
+def metadata_value(context: grpc.aio.ServicerContext, key: str) -> str | None:
+    for item in context.invocation_metadata() or ():
+        if item.key == key and isinstance(item.value, str):
+            return str(item.value)
+    return None
 
 
 def _check_signature(spec: model_pb2.ModelSpec, served: ServedModel) -> None:
@@ -86,7 +101,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @map_errors
     async def Predict(self, request: predict_pb2.PredictRequest,
                       context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
-        version = resolve_version(request.model_spec)
+        version = resolve_version(self.dataplane, request.model_spec, context)
         served = self.dataplane.model(request.model_spec.name, version)
         _check_signature(request.model_spec, served)
         # Declared only: the dataplane builds each tensor once its declaration is admitted.
@@ -98,7 +113,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = predict_pb2.PredictResponse()
         _answer_spec(served, result.model_version, response.model_spec)
         for name, array in result.outputs.items():
-            response.outputs[name].CopyFrom(tf_tensors.from_numpy(array))
+            tf_tensors.write_numpy(response.outputs[name], array)  # in place: no copy
         return response
 
     @map_errors
@@ -111,7 +126,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise InvalidInput(f"metadata_field must be ['signature_def'], "
                                f"got {list(request.metadata_field)}")
         served = self.dataplane.model(request.model_spec.name,
-                                      resolve_version(request.model_spec))
+                                      resolve_version(self.dataplane, request.model_spec))
         signatures = get_model_metadata_pb2.SignatureDefMap()
         signatures.signature_def[served.manifest.signature_name].CopyFrom(signature_def(served))
         response = get_model_metadata_pb2.GetModelMetadataResponse()
@@ -120,9 +135,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.metadata["signature_def"].Pack(signatures)
         return response
 
-    def _task_model(self, request: Any) -> tuple[ServedModel, Task]:
+    def _task_model(self, request: Any, context: grpc.aio.ServicerContext
+                    ) -> tuple[ServedModel, Task]:
         served = self.dataplane.model(request.model_spec.name,
-                                      resolve_version(request.model_spec))
+                                      resolve_version(self.dataplane, request.model_spec,
+                                                      context))
         _check_signature(request.model_spec, served)
         if served.task is None:
             raise InvalidInput(f"model {served.name} is a generic tensor model: Classify and "
@@ -145,7 +162,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     async def Classify(self, request: classification_pb2.ClassificationRequest,
                        context: grpc.aio.ServicerContext,
                        ) -> classification_pb2.ClassificationResponse:
-        served, task = self._task_model(request)
+        served, task = self._task_model(request, context)
         result = await self._predict_task(request, served, task, context)
         response = classification_pb2.ClassificationResponse()
         _answer_spec(served, result.model_version, response.model_spec)
@@ -157,7 +174,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @map_errors
     async def Regress(self, request: regression_pb2.RegressionRequest,
                       context: grpc.aio.ServicerContext) -> regression_pb2.RegressionResponse:
-        served, task = self._task_model(request)
+        served, task = self._task_model(request, context)
         manifest = served.manifest
         if manifest.postprocessing is None or manifest.postprocessing.kind != "sigmoid":
             raise InvalidInput(f"model {served.name} has {len(manifest.labels)} classes; "
@@ -194,7 +211,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
                              context: grpc.aio.ServicerContext,
                              ) -> get_model_status_pb2.GetModelStatusResponse:
         spec = request.model_spec
-        version = resolve_version(spec)
+        version = resolve_version(self.dataplane, spec)
         if version is None and spec.HasField("version_label"):
             version = self.dataplane.model(spec.name).version
         response = get_model_status_pb2.GetModelStatusResponse()

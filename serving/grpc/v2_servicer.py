@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf.unknown_fields import UnknownFieldSet
 
+from serving import request_ids
 from serving.dataplane import DataPlane
 from serving.errors import InvalidInput
 from serving.grpc import v2_tensors
-from serving.grpc.errors import deadline_of, map_errors
+from serving.grpc.errors import deadline_of, map_errors, sent_id
 from serving.grpc.generated import grpc_predict_v2_pb2 as pb
 from serving.grpc.generated import grpc_predict_v2_pb2_grpc as pb_grpc
+from serving.grpc.tfs_servicer import metadata_value
+from serving.grpc.v2_stream import InferStream
+from serving.routing import KEY_PARAMETER, LABEL_PARAMETER, ROUTING_KEY_HEADER
 from serving.versions import parse_version
 from serving.wire.dtypes import v2_datatype
 
@@ -30,6 +36,15 @@ def repository_model_name(request: Any) -> str:
         if field.field_number == 2 and field.wire_type == 2:  # length-delimited string
             return bytes(field.data).decode("utf-8", errors="replace")
     raise InvalidInput("model_name is required")
+
+
+def _string_parameter(request: pb.ModelInferRequest, key: str) -> str | None:
+    if key not in request.parameters:
+        return None
+    parameter = request.parameters[key]
+    if parameter.WhichOneof("parameter_choice") != "string_param":
+        raise InvalidInput(f"parameter {key!r} must be a string")
+    return parameter.string_param or None
 
 
 def _tensor_metadata(spec: Any) -> pb.ModelMetadataResponse.TensorMetadata:
@@ -80,11 +95,41 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     @map_errors
     async def ModelInfer(self, request: pb.ModelInferRequest,
                          context: Context) -> pb.ModelInferResponse:
-        version = parse_version(request.model_version)
+        return await self._infer(request, deadline_of(context), context)
+
+    async def ModelStreamInfer(self, requests: AsyncIterator[pb.ModelInferRequest],
+                               context: Context) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """Triton's bidirectional stream (v2_stream.py): one response per request, errors
+        as messages, requests batched with every other."""
+        stream_id = request_ids.start(sent_id(context))
+        context.set_trailing_metadata(((request_ids.HEADER, stream_id),))
+        stream_deadline = deadline_of(context)
+        settings = self.dataplane.settings
+        timeout = settings.request_timeout_s
+
+        async def infer(request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+            deadline = time.monotonic() + timeout  # each request its own, within the stream's
+            return await self._infer(request, deadline if stream_deadline is None
+                                     else min(deadline, stream_deadline), context)
+
+        stream = InferStream(infer, max_in_flight=settings.grpc_stream_max_in_flight,
+                             max_bytes=settings.grpc_stream_bytes_in_flight,
+                             stream_id=stream_id)
+        async for response in stream.responses(requests):
+            yield response
+
+    async def _infer(self, request: pb.ModelInferRequest,
+                     deadline: float | None, context: Context) -> pb.ModelInferResponse:
+        # Labels and the traffic split; a stream's routing key is its call's metadata.
+        version = self.dataplane.route(
+            request.model_name, parse_version(request.model_version),
+            label=_string_parameter(request, LABEL_PARAMETER),
+            key=(_string_parameter(request, KEY_PARAMETER)
+                 or metadata_value(context, ROUTING_KEY_HEADER)))
         inputs = v2_tensors.request_inputs(request)  # declared; built once admitted
         wanted = [out.name for out in request.outputs] or None
         result = await self.dataplane.infer(request.model_name, version, inputs,
-                                            protocol=PROTOCOL, deadline=deadline_of(context),
+                                            protocol=PROTOCOL, deadline=deadline,
                                             output_names=wanted)
         response = pb.ModelInferResponse(model_name=result.model_name,
                                          model_version=str(result.model_version),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -83,10 +84,10 @@ def add_output(response: pb.ModelInferResponse, name: str, array: Any) -> None:
     arr = np.asarray(array)
     if arr.dtype.kind in "SU":
         arr = arr.astype(object)
-    datatype = v2_datatype(arr.dtype)
-    response.outputs.add(name=name, datatype=datatype, shape=list(arr.shape))
+    response.outputs.add(name=name, datatype=v2_datatype(arr.dtype), shape=arr.shape)
     if arr.dtype.kind == "O":
         response.raw_output_contents.append(encode_bytes(arr))
-    else:
-        response.raw_output_contents.append(
-            arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
+    elif arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big"):
+        response.raw_output_contents.append(arr.astype(arr.dtype.newbyteorder("<")).tobytes())
+    else:  # already little-endian: one copy, into the message
+        response.raw_output_contents.append(arr.tobytes())

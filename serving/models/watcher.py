@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from serving.config import Settings
 from serving.errors import InvalidInput, ModelNotFound, ModelNotReady, PermissionDenied
 from serving.models import manifest as repo
+from serving.models.labels import ModelLabels
 from serving.models.states import ModelState
 
 if TYPE_CHECKING:
@@ -88,6 +89,8 @@ class RepositoryControl:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.polls = 0
+        # Each model's labels.json (serving/models/labels.py), applied after its versions.
+        self.labels = ModelLabels(registry.repository)
 
     # Lifecycle -------------------------------------------------------------
     async def start(self) -> None:
@@ -96,6 +99,7 @@ class RepositoryControl:
         self._seen = _flatten(scan)
         self._loaded = {key: sig for key, sig in self._seen.items()
                         if self._state(*key) is not None}
+        self.labels.refresh(self.registry)
         if self.poll_s > 0 and self._task is None:
             self._task = asyncio.create_task(self._poll_loop(), name="repository-poller")
             log.info("polling %s every %.2f s", self.registry.repository, self.poll_s)
@@ -138,6 +142,7 @@ class RepositoryControl:
                            if self._seen.get((name, v)) == sig}
                 await self._sync(name, settled, removed=not versions, force=False)
             self._seen = _flatten(scan)
+            self.labels.refresh(self.registry)  # after the versions it may point at
             self.polls += 1
 
     # Management API ----------------------------------------------------------
@@ -160,6 +165,7 @@ class RepositoryControl:
             self._held.discard(name)
             wanted = await self._sync(name, versions, removed=False, force=True)
             self._seen.update({(name, v): sig for v, sig in versions.items()})
+            self.labels.refresh(self.registry)
         failed = [m for m in wanted if m.state is not ModelState.AVAILABLE]
         if failed:
             reasons = "; ".join(f"version {m.version}: {m.error}" for m in failed)

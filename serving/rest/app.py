@@ -18,6 +18,7 @@ from serving.rest.docs import install_docs
 from serving.rest.errors import install_error_handlers
 from serving.rest.hot_asgi import AsgiHotLane
 from serving.rest.hot_protocol import ProtocolHotLane
+from serving.rest.hot_routes import HotRoutes
 from serving.rest.lifetime import RequestLifetimeMiddleware
 from serving.rest.middleware import GatewayMiddleware, RequestIdMiddleware
 from serving.tasks import TASKS
@@ -42,14 +43,14 @@ class ServingApp(FastAPI):
     (middleware.py), and the app's error shapes (hot_asgi.py).
     """
 
-    hot_paths: frozenset[str] = frozenset()
+    hot_routes: HotRoutes = HotRoutes({})
     hot_lane: ASGIApp | None = None
     # The same routes for the HTTP protocol to answer without ASGI (hot_protocol.py).
     protocol_lane: ProtocolHotLane | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (self.hot_lane is not None and scope["type"] == "http"
-                and scope["method"] == "POST" and scope["path"] in self.hot_paths):
+                and scope["method"] == "POST" and self.hot_routes.match(scope["path"])):
             await self.hot_lane(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
@@ -69,10 +70,14 @@ def create_app(settings: Settings, dataplane: DataPlane, metrics: Metrics | None
     app.state.dataplane = dataplane
     app.state.settings = settings
     install_error_handlers(app)
-    hot_routes = task_routes.endpoints(dataplane, settings)
-    app.include_router(task_routes.build_router(hot_routes))
-    app.include_router(tfserving.build_router(dataplane, settings))
-    app.include_router(v2.build_router(dataplane, settings))
+    # The task endpoints and the tensor predict routes: answered by the hot lanes, and
+    # registered with FastAPI too (OpenAPI, /docs, and CORS requests).
+    hot_routes = HotRoutes(task_routes.endpoints(dataplane, settings),
+                           tfserving=tfserving.predict_endpoint(dataplane, settings),
+                           v2=v2.infer_endpoint(dataplane, settings))
+    app.include_router(task_routes.build_router(hot_routes.exact))
+    app.include_router(tfserving.build_router(dataplane, settings, hot_routes.tfserving))
+    app.include_router(v2.build_router(dataplane, settings, hot_routes.v2))
     app.include_router(repository.build_router(dataplane))
     app.include_router(metrics_routes.build_router(metrics))
     install_docs(app)
@@ -85,7 +90,7 @@ def create_app(settings: Settings, dataplane: DataPlane, metrics: Metrics | None
         hot = cls(hot, **options)  # the hot task routes: the same layers, not FastAPI's
         if isinstance(hot, GatewayMiddleware):
             gateway = hot
-    app.hot_paths, app.hot_lane = frozenset(hot_routes), hot
+    app.hot_routes, app.hot_lane = hot_routes, hot
     app.protocol_lane = ProtocolHotLane(hot_routes, gateway, cors=bool(settings.cors_origins),
                                         tracing=dataplane.tracing,
                                         server_timing=settings.server_timing)

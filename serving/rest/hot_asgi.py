@@ -8,8 +8,6 @@ Errors become responses exactly as the app's handlers make them (serving/rest/er
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,17 +19,17 @@ from serving.rest.errors import (
     serving_error_response,
     unexpected_error_response,
 )
-
-Endpoint = Callable[[Request], Awaitable[Response]]
+from serving.rest.hot_routes import Endpoint, HotRoutes
 
 
 class AsgiHotLane:
-    def __init__(self, routes: Mapping[str, Endpoint]) -> None:
-        self.routes = dict(routes)  # exact POST path -> endpoint
+    def __init__(self, routes: HotRoutes) -> None:
+        self.routes = routes  # ServingApp sends only the POSTs these match
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        response = await answer(self.routes[scope["path"]], request)
+        endpoint = self.routes.match(scope["path"])
+        assert endpoint is not None, "ServingApp sends only matching paths"
+        response = await answer(endpoint, Request(scope, receive))
         await response(scope, receive, send)
 
 

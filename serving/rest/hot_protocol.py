@@ -19,9 +19,11 @@ count) apply to every request, hot or not: this protocol is a LimitedHttpToolsPr
 it ends.
 
 Everything else (pipelining, keep-alive, 100-continue, flow control, graceful shutdown)
-stays uvicorn's: a hot request still has uvicorn's RequestResponseCycle and answers
-through its ``send``. Requests with an ``Origin`` header take the ASGI path when CORS
-is on, so the CORS middleware sees them.
+stays uvicorn's: a hot request still has uvicorn's RequestResponseCycle; its answer is
+written in one piece with the cycle's own bookkeeping (``_write_whole``), or through
+the cycle's ``send`` whenever that one write would skip something ``send`` does.
+Requests with an ``Origin`` header take the ASGI path when CORS is on, so the CORS
+middleware sees them.
 """
 
 from __future__ import annotations
@@ -29,11 +31,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any, cast
 
 from starlette.requests import Request
-from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 
 from serving import request_ids
 from serving import stages as request_stages
@@ -45,6 +46,7 @@ from serving.rest.connection_limits import (
 )
 from serving.rest.errors import error_response, serving_error_response
 from serving.rest.hot_asgi import Endpoint, answer
+from serving.rest.hot_routes import HotRoutes
 from serving.rest.middleware import GatewayMiddleware
 from serving.tracing import Tracing
 
@@ -56,10 +58,9 @@ _SERVER_TIMING = b"server-timing"
 class ProtocolHotLane:
     """What the protocol needs to answer the hot routes itself."""
 
-    def __init__(self, routes: Mapping[str, Endpoint], gateway: GatewayMiddleware, *,
-                 cors: bool, tracing: Tracing | None = None,
-                 server_timing: bool = False) -> None:
-        self.routes = dict(routes)
+    def __init__(self, routes: HotRoutes, gateway: GatewayMiddleware, *, cors: bool,
+                 tracing: Tracing | None = None, server_timing: bool = False) -> None:
+        self.routes = routes
         self.gateway = gateway
         self.cors = cors
         self.tracing = tracing
@@ -68,7 +69,7 @@ class ProtocolHotLane:
     def endpoint_for(self, scope: dict[str, Any]) -> Endpoint | None:
         if scope["method"] != "POST":
             return None
-        endpoint = self.routes.get(scope["path"])
+        endpoint = self.routes.match(scope["path"])
         if endpoint is not None and self.cors and any(
                 key == b"origin" for key, _ in scope["headers"]):
             return None
@@ -155,9 +156,45 @@ def _replay(body: bytes) -> Any:
 
 
 async def _send(cycle: RequestResponseCycle, response: Any, request_id: bytes) -> None:
+    headers = [*response.raw_headers, (_REQUEST_ID, request_id)]
+    if _write_whole(cycle, response.status_code, headers, response.body):
+        return
     await cycle.send({"type": "http.response.start", "status": response.status_code,
-                      "headers": [*response.raw_headers, (_REQUEST_ID, request_id)]})
+                      "headers": headers})
     await cycle.send({"type": "http.response.body", "body": response.body})
+
+
+def _write_whole(cycle: RequestResponseCycle, status: int,
+                 headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+    """The whole response in one transport write, with the bookkeeping uvicorn's ``send``
+    does after its two (status line and headers, then the body): one system call, not
+    two, and no per-header checks for headers this module made (lower-case names, values
+    from the app's own responses and ``request_ids``, which admits printable ASCII only).
+    False, with nothing written, when uvicorn's ``send`` must do it: flow control paused,
+    the client gone, an access log line to write, no Content-Length."""
+    if cycle.flow.write_paused or cycle.disconnected or cycle.access_log or \
+            cycle.response_started or not any(n == b"content-length" for n, _ in headers):
+        return False
+    parts = [STATUS_LINE[status]]
+    closing = False
+    for name, value in (*cycle.default_headers, *headers):
+        if name == b"connection" and b"close" in value.lower().split(b","):
+            closing = True
+        parts += (name, b": ", value, b"\r\n")
+    if closing:
+        cycle.keep_alive = False
+    elif not cycle.keep_alive:
+        parts.append(b"connection: close\r\n")
+    parts += (b"\r\n", body)
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    cycle.transport.write(b"".join(parts))
+    cycle.response_complete = True
+    cycle.message_event.set()
+    if not cycle.keep_alive:
+        cycle.transport.close()
+    cycle.on_response()
+    return True
 
 
 def protocol_class(lane: ProtocolHotLane,

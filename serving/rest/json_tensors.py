@@ -1,5 +1,6 @@
 """JSON tensors straight from text into numpy: a TF Serving body holding one numeric
-tensor, and the numeric ``data`` of v2 requests.
+tensor (``numeric_tensor``), a task endpoint's numbers (``numeric_field``), and the numeric
+``data`` of v2 requests (``v2_request``).
 
 ``{"instances": <nested numbers>}`` is how TF Serving clients send an image tensor: for a
 150x150x3 image orjson takes 12 ms to build the 22,651 Python lists and 67,500 floats,
@@ -39,11 +40,8 @@ _ALL_BUT_SKELETON = bytes(range(256)).translate(None, b"[],")
 def numeric_tensor(body: bytes, signature: str) -> tuple[np.ndarray, bool] | None:
     """(float64 array, row format?) when ``body`` is {"instances" | "inputs": numbers}
     with at most a "signature_name" of ``signature`` (or "" or null) beside it."""
-    try:
-        doc = simdjson.Parser().parse(body)  # a parser per body: nothing shared
-    except (ValueError, RuntimeError):  # malformed (ValueError), too deep (RuntimeError)
-        return None
-    if not isinstance(doc, simdjson.Object):
+    doc = _object(body)
+    if doc is None:
         return None
     keys = set(doc.keys())
     tensor_keys = keys & _TENSOR_KEYS
@@ -52,7 +50,35 @@ def numeric_tensor(body: bytes, signature: str) -> tuple[np.ndarray, bool] | Non
     if doc.get("signature_name") not in (None, "", signature):
         return None
     key = tensor_keys.pop()
-    values = doc[key]
+    array = _regular(doc[key], body, extra_key=len(keys) > 1)
+    return None if array is None else (array, key == "instances")
+
+
+def numeric_field(body: bytes, keys: frozenset[str]) -> tuple[str, np.ndarray] | None:
+    """(key, float64 array) when ``body`` is an object with one key, one of ``keys``, whose
+    value is a regular nested array of numbers: a task endpoint's {"input": [784 numbers]}
+    without a Python float per number."""
+    doc = _object(body)
+    if doc is None or len(doc) != 1:
+        return None
+    key = next(iter(doc.keys()))
+    if key not in keys:
+        return None
+    array = _regular(doc[key], body, extra_key=False)
+    return None if array is None else (key, array)
+
+
+def _object(body: bytes) -> simdjson.Object | None:
+    try:
+        doc = simdjson.Parser().parse(body)  # a parser per body: nothing shared
+    except (ValueError, RuntimeError):  # malformed (ValueError), too deep (RuntimeError)
+        return None
+    return doc if isinstance(doc, simdjson.Object) else None
+
+
+def _regular(values: object, body: bytes, *, extra_key: bool) -> np.ndarray | None:
+    """The regular array of numbers ``values``, whose brackets are all of ``body``'s (a
+    "," between keys when ``extra_key``)."""
     if not isinstance(values, simdjson.Array) or (shape := _shape(values)) is None:
         return None
     try:
@@ -62,10 +88,10 @@ def numeric_tensor(body: bytes, signature: str) -> tuple[np.ndarray, bool] | Non
     if flat.size != math.prod(shape):  # first: the skeleton is then no larger than the body
         return None
     skeleton = _skeleton(shape)
-    if body.translate(None, _ALL_BUT_SKELETON) not in (skeleton, skeleton + b",",
-                                                        b"," + skeleton):  # "," between keys
+    allowed = (skeleton, skeleton + b",", b"," + skeleton) if extra_key else (skeleton,)
+    if body.translate(None, _ALL_BUT_SKELETON) not in allowed:
         return None
-    return flat.reshape(shape), key == "instances"
+    return flat.reshape(shape)
 
 
 def _shape(values: simdjson.Array) -> list[int] | None:

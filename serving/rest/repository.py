@@ -61,8 +61,8 @@ def build_router(dataplane: DataPlane) -> APIRouter:
         ready = options.get("ready", False) if isinstance(options, dict) else False
         if not isinstance(ready, bool):
             raise InvalidInput("'ready' must be true or false")
-        return json_response([_index_entry(e) for e in
-                              dataplane.repository_index(ready_only=ready)])
+        return json_response([_index_entry(e, control.labels.labels_of(e.name, e.version))
+                              for e in dataplane.repository_index(ready_only=ready)])
 
     @router.post("/v2/repository/models/{name}/load")
     async def load(name: str, request: Request) -> Response:
@@ -85,9 +85,11 @@ def build_router(dataplane: DataPlane) -> APIRouter:
     return router
 
 
-def _index_entry(entry: IndexEntry) -> dict[str, Any]:
+def _index_entry(entry: IndexEntry, labels: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": entry.name, "version": str(entry.version),
                            "state": entry.state}
+    if labels:
+        out["labels"] = labels  # an addition to Triton's fields: version labels
     if entry.reason:
         out["reason"] = entry.reason
     return out

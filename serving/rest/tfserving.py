@@ -31,9 +31,11 @@ from serving.rest.body import (
     parse_json_object,
     request_deadline,
 )
+from serving.rest.hot_routes import TensorEndpoint
 from serving.rest.json_tensors import numeric_tensor
 from serving.rest.tensors import to_array
-from serving.versions import parse_version, resolve_label
+from serving.routing import ROUTING_KEY_HEADER, VERSION_HEADER
+from serving.versions import parse_version
 from serving.wire.b64 import b64_bytes, b64decode, is_b64
 from serving.wire.dtypes import tf_datatype
 
@@ -149,8 +151,9 @@ def predict_body(arrays: dict[str, np.ndarray], row: bool) -> dict[str, Any]:
     return {"predictions": [{k: v[i] for k, v in columns.items()} for i in range(n)]}
 
 
-def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
-    router = APIRouter(tags=["tensorflow-serving"])
+def predict_endpoint(dataplane: DataPlane, settings: Settings) -> TensorEndpoint:
+    """``:predict`` for (request, model name, version segment, label segment): FastAPI's
+    routes below and the hot lanes (hot_routes.py) answer with it."""
 
     def parsed(raw: bytes, name: str, version: int | None
                ) -> tuple[ServedModel, dict[str, np.ndarray] | dict[str, WireTensor], bool]:
@@ -177,24 +180,39 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
             columnar_inputs(specs, body["inputs"])
         return served, inputs, row
 
-    async def predict(request: Request, name: str, version: int | None) -> Response:
+    async def predict(request: Request, name: str, version_text: str | None,
+                      label: str | None) -> Response:
+        # One choice of version for parsing and inference (labels, traffic split).
+        version = dataplane.route(name, None if label is not None else
+                                  parse_version(version_text), label=label,
+                                  key=request.headers.get(ROUTING_KEY_HEADER))
         served, inputs, row = parsed(await request.body(), name, version)
         result = await dataplane.infer(served.name, version, inputs, protocol=PROTOCOL,
                                        deadline=request_deadline(request,
                                                                  settings.request_timeout_s))
-        return json_response(predict_body(result.outputs, row))
+        response = json_response(predict_body(result.outputs, row))
+        response.headers[VERSION_HEADER] = str(result.model_version)
+        return response
+
+    return predict
+
+
+def build_router(dataplane: DataPlane, settings: Settings,
+                 predict: TensorEndpoint | None = None) -> APIRouter:
+    router = APIRouter(tags=["tensorflow-serving"])
+    predict = predict or predict_endpoint(dataplane, settings)
 
     @router.post("/v1/models/{name}:predict")
     async def predict_latest(request: Request, name: str) -> Response:
-        return await predict(request, name, None)
+        return await predict(request, name, None, None)
 
     @router.post("/v1/models/{name}/versions/{version}:predict")
     async def predict_version(request: Request, name: str, version: str) -> Response:
-        return await predict(request, name, parse_version(version))
+        return await predict(request, name, version, None)
 
     @router.post("/v1/models/{name}/labels/{label}:predict")
     async def predict_label(request: Request, name: str, label: str) -> Response:
-        return await predict(request, name, resolve_label(label))
+        return await predict(request, name, None, label)
 
     _status_and_metadata_routes(router, dataplane)
     return router
@@ -216,7 +234,7 @@ def _status_and_metadata_routes(router: APIRouter, dataplane: DataPlane) -> None
 
     @router.get("/v1/models/{name}/labels/{label}")
     async def status_label(name: str, label: str) -> Response:
-        return status(name, resolve_label(label))
+        return status(name, dataplane.label_version(name, label))
 
     @router.get("/v1/models/{name}/metadata")
     async def metadata_latest(name: str) -> Response:
@@ -228,5 +246,6 @@ def _status_and_metadata_routes(router: APIRouter, dataplane: DataPlane) -> None
 
     @router.get("/v1/models/{name}/labels/{label}/metadata")
     async def metadata_label(name: str, label: str) -> Response:
-        return json_response(metadata(dataplane.model(name, resolve_label(label))))
+        return json_response(metadata(dataplane.model(name,
+                                                      dataplane.label_version(name, label))))
 

@@ -29,8 +29,10 @@ from serving.rest.body import (
     request_deadline,
 )
 from serving.rest.errors import error_response
+from serving.rest.hot_routes import TensorEndpoint
 from serving.rest.json_tensors import v2_request
 from serving.rest.tensors import to_array
+from serving.routing import KEY_PARAMETER, LABEL_PARAMETER, ROUTING_KEY_HEADER, VERSION_HEADER
 from serving.versions import parse_version
 from serving.wire.dtypes import V2_TO_NUMPY, v2_datatype
 
@@ -52,7 +54,8 @@ def model_metadata(dataplane: DataPlane, served: ServedModel) -> dict[str, Any]:
             "inputs": [tensor_metadata(s) for s in manifest.inputs],
             "outputs": [tensor_metadata(s) for s in manifest.outputs],
             "parameters": {"version": str(served.version), "task": manifest.task,
-                           "labels": manifest.labels, "providers": served.providers}}
+                           "labels": manifest.labels, "providers": served.providers,
+                           **dataplane.routing.describe(served.name)}}
 
 
 def json_tensor(item: dict[str, Any], spec: TensorSpec | None) -> WireTensor:
@@ -108,6 +111,21 @@ def _strings(name: str, data: Any, size: int) -> np.ndarray:
     return object_array(found)
 
 
+def routing_parameters(parameters: Any) -> tuple[str | None, str | None]:
+    """(version label, routing key) from a request's ``parameters``, if given."""
+    if parameters is None:
+        return None, None
+    if not isinstance(parameters, dict):
+        raise InvalidInput("'parameters' must be an object")
+    found = []
+    for key in (LABEL_PARAMETER, KEY_PARAMETER):
+        value = parameters.get(key)
+        if value is not None and not isinstance(value, str):
+            raise InvalidInput(f"parameter {key!r} must be a string")
+        found.append(value or None)
+    return found[0], found[1]
+
+
 def request_id(body: dict[str, Any]) -> str | None:
     """The request's ``id``, echoed in the response: a string, as the protocol says."""
     value = body.get("id")
@@ -141,8 +159,47 @@ def parse_request(body: dict[str, Any], served: ServedModel, binary: bytes
     return inputs, *v2_binary.requested_outputs(body)
 
 
-def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
+def infer_endpoint(dataplane: DataPlane, settings: Settings) -> TensorEndpoint:
+    """``infer`` for (request, model name, version segment, -): FastAPI's routes below and
+    the hot lanes (hot_routes.py) answer with it."""
+
+    async def infer(request: Request, name: str, version_text: str | None,
+                    label: str | None = None) -> Response:
+        version = parse_version(version_text)
+        dataplane.model_statuses(name, version)  # 404 before reading an unknown model's body
+        header, binary = v2_binary.split_body(request.headers, await request.body())
+        check_json_cost(header, MAX_JSON_VALUES)
+        body = v2_request(header, MAX_PLAIN_JSON_VALUES) or parse_json(header)
+        if not isinstance(body, dict):
+            raise InvalidInput("request body must be a JSON object")
+        echo = request_id(body)
+        # One choice of version for parsing and inference (labels, traffic split).
+        label, key = routing_parameters(body.get("parameters"))
+        version = dataplane.route(name, version, label=label,
+                                  key=key or request.headers.get(ROUTING_KEY_HEADER))
+        served = dataplane.model(name, version)
+        inputs, wanted, as_binary = parse_request(body, served, binary)
+        call = dataplane.infer(served.name, version, inputs, protocol=PROTOCOL,
+                               output_names=wanted,
+                               deadline=request_deadline(request, settings.request_timeout_s))
+        # The parsed JSON is the inputs' now: the dataplane lets it go once it has built
+        # the tensors, unless this frame still holds it.
+        del body, inputs
+        result = await call
+        response = {"model_name": result.model_name, "model_version": str(result.model_version)}
+        if echo is not None:
+            response["id"] = echo
+        answer = v2_binary.encode_response(response, result.outputs, as_binary)
+        answer.headers[VERSION_HEADER] = str(result.model_version)
+        return answer
+
+    return infer
+
+
+def build_router(dataplane: DataPlane, settings: Settings,
+                 infer: TensorEndpoint | None = None) -> APIRouter:
     router = APIRouter(tags=["v2"])
+    infer = infer or infer_endpoint(dataplane, settings)
 
     @router.get("/v2")
     async def server_metadata() -> Response:
@@ -164,27 +221,6 @@ def build_router(dataplane: DataPlane, settings: Settings) -> APIRouter:
             return json_response({"name": name, "ready": True})
         return error_response(400, f"model {name} is not ready")
 
-    async def infer(request: Request, name: str, version: int | None) -> Response:
-        served = dataplane.model(name, version)
-        header, binary = v2_binary.split_body(request.headers, await request.body())
-        check_json_cost(header, MAX_JSON_VALUES)
-        body = v2_request(header, MAX_PLAIN_JSON_VALUES) or parse_json(header)
-        if not isinstance(body, dict):
-            raise InvalidInput("request body must be a JSON object")
-        echo = request_id(body)
-        inputs, wanted, as_binary = parse_request(body, served, binary)
-        call = dataplane.infer(served.name, version, inputs, protocol=PROTOCOL,
-                               output_names=wanted,
-                               deadline=request_deadline(request, settings.request_timeout_s))
-        # The parsed JSON is the inputs' now: the dataplane lets it go once it has built
-        # the tensors, unless this frame still holds it.
-        del body, inputs
-        result = await call
-        response = {"model_name": result.model_name, "model_version": str(result.model_version)}
-        if echo is not None:
-            response["id"] = echo
-        return v2_binary.encode_response(response, result.outputs, as_binary)
-
     for path in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         router.add_api_route(path, _with_version(lambda n, v: json_response(
             model_metadata(dataplane, dataplane.model(n, v)))), methods=["GET"])
@@ -200,8 +236,8 @@ def _with_version(handler: Any) -> Any:
     return route
 
 
-def _with_request(handler: Any) -> Any:
+def _with_request(handler: TensorEndpoint) -> Any:
     async def route(request: Request, name: str, version: str | None = None) -> Response:
-        return await handler(request, name, parse_version(version))
+        return await handler(request, name, version, None)
     return route
 

@@ -93,6 +93,15 @@ class Task(Protocol):
 
     def codec(self, manifest: Manifest, version_dir: Path, settings: Settings) -> Any: ...
 
+    @property
+    def number_keys(self) -> frozenset[str]:
+        """JSON keys whose arrays of numbers the REST route may read straight into numpy
+        (``number_items``); empty for none."""
+
+    def number_items(self, key: str, array: np.ndarray) -> list[Any] | None:
+        """Items from the float64 array under ``key`` (a JSON body with that one key); None
+        to let ``request_items`` read the body instead."""
+
     def request_items(self, payload: Payload) -> list[Any]: ...
 
     def rest_item(self, item: Any, index: int) -> Any: ...

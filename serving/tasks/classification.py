@@ -25,6 +25,10 @@ class ClassificationTask(Generic[C]):
     name: ClassVar[str]
     summary: ClassVar[str]
     rest_example: ClassVar[dict[str, Any]]
+    number_keys: ClassVar[frozenset[str]] = frozenset()
+
+    def number_items(self, key: str, array: np.ndarray) -> list[Any] | None:
+        return None
 
     def check(self, manifest: Manifest) -> None:
         if len(manifest.inputs) != 1:

@@ -23,6 +23,15 @@ class DigitTask(ClassificationTask[DigitCodec]):
     name = "digit"
     summary = 'A digit image (raw, multipart or {"b64"}), or 784 numbers / a 28x28 array.'
     rest_example: ClassVar[dict[str, Any]] = {"inputs": [[0.0] * 784]}
+    number_keys: ClassVar[frozenset[str]] = frozenset({"input", "inputs"})
+
+    def number_items(self, key: str, array: np.ndarray) -> list[Any] | None:
+        """{"input": numbers} or {"inputs": [numbers, ...]}, 784 or 28x28 each."""
+        if key == "input" and array.ndim in (1, 2):
+            return [array]
+        if key == "inputs" and array.ndim in (2, 3):
+            return list(array)
+        return None
 
     def codec(self, manifest: Manifest, version_dir: Path, settings: Settings) -> DigitCodec:
         return DigitCodec.from_preprocessing(manifest.preprocessing,

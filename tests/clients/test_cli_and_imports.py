@@ -76,9 +76,9 @@ async def test_cli_predict_and_models(full_server, tmp_path, capsys, transport):
 
     code, out, _ = await _cli(capsys, "models", *common)
     rows = [line.split() for line in out.splitlines()]
-    assert code == 0 and rows[0] == ["MODEL", "VERSION", "STATE", "REASON"]
-    assert sorted(rows[1:]) == [["digit", "1", "READY"], ["image", "1", "READY"],
-                                ["text", "1", "READY"]]
+    assert code == 0 and rows[0] == ["MODEL", "VERSION", "STATE", "LABELS", "REASON"]
+    assert sorted(rows[1:]) == [["digit", "1", "READY", "-"], ["image", "1", "READY", "-"],
+                                ["text", "1", "READY", "-"]]
 
     code, out, err = await _cli(capsys, "predict", "text", "hi", *common, "--model", "nope")
     assert code == 2 and "nope" in err and len(err.strip().splitlines()) == 1

@@ -21,7 +21,7 @@ async def modelserve(*args: str) -> tuple[int, str]:
 async def test_models_and_predict_print_only_their_answer(live_server) -> None:
     code, out = await modelserve("models", "--url", live_server)
     assert code == 0, out
-    assert out.splitlines()[0].split() == ["MODEL", "VERSION", "STATE", "REASON"]
+    assert out.splitlines()[0].split() == ["MODEL", "VERSION", "STATE", "LABELS", "REASON"]
     assert "HTTP Request" not in out and " INFO " not in out, out
     code, out = await modelserve("predict", "text", "good fun", "--url", live_server)
     assert code == 0, out

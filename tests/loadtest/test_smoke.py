@@ -56,13 +56,19 @@ def test_bench_quick(loadtest_repository: Path, tmp_path: Path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((out / "bench.json").read_text())
     protocols = {r["protocol"] for r in results["rows"] if r["model"] == "digit"}
-    assert {"rest", "tfserving", "v2", "grpc-tfserving", "grpc-v2", "baseline"} <= protocols
-    assert all(r["errors"] == 0 and r["items_per_s"] > 0 for r in results["rows"])
+    assert {"rest", "tfserving", "v2", "grpc-tfserving", "grpc-v2", "grpc-stream", "naive",
+            "bare-asgi", "bare-rsgi", "bare-grpc-predict", "bare-grpc-infer",
+            "bare-grpc-stream"} <= protocols
+    assert {r["payload"] for r in results["rows"] if r["protocol"] == "rest"} == {"ints", "floats"}
+    failed = [(r["protocol"], r.get("payload"), r["concurrency"], r["errors"], r["items_per_s"],
+               r.get("error_sample")) for r in results["rows"]
+              if not (r["errors"] == 0 and r["items_per_s"] > 0)]
+    assert not failed, failed
     assert results["ceiling"]["digit"]["best_items_per_s"] > 0
     assert results["server"]["startup_s"] > 0 and results["server"]["rss_mb"] > 0
     assert {t["target"].split(" (")[0] for t in results["targets"]} >= {"startup to ready"}
-    assert (out / "bench.png").stat().st_size > 0 and "| digit | rest |" in (
-        out / "bench.md").read_text()
+    assert (out / "bench.png").stat().st_size > 0
+    assert "| digit | rest |" in (out / "bench.md").read_text()
 
 
 def test_bench_pairs_each_image_round_with_a_ceiling(loadtest_repository: Path, tmp_path: Path):

@@ -1,13 +1,16 @@
-"""The task routes answer alike on every lane: the same request gets the same status,
-headers and body bytes from
+"""The hot routes (task endpoints, TF Serving and v2 predict) answer alike on every lane:
+the same request gets the same status, headers and body bytes from
 
 - the HTTP protocol of a real server (serving/rest/hot_protocol.py, production's path),
 - the in-process ASGI lane (serving/rest/hot_asgi.py behind the app's middleware),
 - the ASGI lane of a real server (a CORS request: uvicorn hands it to the app).
 
 The requests cover every input form and error shape of tests/integration/rest/
-test_tasks.py and test_errors.py, and the settings that change an answer (API keys,
-body and image size limits). A difference names the request and the lanes."""
+test_tasks.py and test_errors.py, the tensor routes' forms (versions, labels, row and
+columnar, ints and floats, b64, BYTES), and the settings that change an answer (API keys,
+body and image size limits). The tensor routes also answer exactly as FastAPI's own
+routes for them did before the hot lanes took them. A difference names the request and
+the lanes."""
 
 from __future__ import annotations
 
@@ -71,7 +74,53 @@ def _good_requests() -> list[tuple[str, str, dict[str, Any]]]:
         cases.append((f"image raw {fmt}", "/v1/image:predict",
                       {"content": solid_rgb(250, 0, 0, fmt=fmt),
                        "headers": {"content-type": f"image/{fmt.lower()}"}}))
-    return cases
+    return cases + _tensor_requests()
+
+
+def _tensor_requests() -> list[tuple[str, str, dict[str, Any]]]:
+    floats, ints = [round(0.001 * i, 4) for i in range(784)], [i % 256 for i in range(784)]
+    png = _b64(digit_png(3))
+
+    def v2(data: list, datatype: str = "FP32", **extra: Any) -> dict[str, Any]:
+        return {"json": {"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": datatype,
+                                     "data": data}], **extra}}
+    return [
+        ("tfs instances floats", "/v1/models/digit:predict", {"json": {"instances": [floats]}}),
+        ("tfs instances ints", "/v1/models/digit:predict", {"json": {"instances": [ints]}}),
+        ("tfs inputs columnar", "/v1/models/digit:predict",
+         {"json": {"inputs": {"pixels": [floats, ints]}}}),
+        ("tfs version", "/v1/models/digit/versions/1:predict", {"json": {"instances": [ints]}}),
+        ("tfs label latest", "/v1/models/digit/labels/latest:predict",
+         {"json": {"instances": [floats]}}),
+        ("tfs label other", "/v1/models/digit/labels/stable:predict",
+         {"json": {"instances": [floats]}}),
+        ("tfs bad version", "/v1/models/digit/versions/x:predict",
+         {"json": {"instances": [floats]}}),
+        ("tfs signature", "/v1/models/digit:predict",
+         {"json": {"signature_name": "serving_default", "instances": [floats]}}),
+        ("tfs wrong signature", "/v1/models/digit:predict",
+         {"json": {"signature_name": "other", "instances": [floats]}}),
+        ("tfs b64 image", "/v1/models/digit:predict", {"json": {"instances": [{"b64": png}]}}),
+        ("tfs text strings", "/v1/models/text:predict", {"json": {"instances": ["good fun"]}}),
+        ("tfs ragged", "/v1/models/digit:predict", {"json": {"instances": [[1, 2], [3]]}}),
+        ("tfs unknown model", "/v1/models/nope:predict", {"json": {"instances": [[1]]}}),
+        ("v2 floats", "/v2/models/digit/infer", v2(floats, id="r1")),
+        ("v2 ints", "/v2/models/digit/infer", v2(ints)),
+        ("v2 version", "/v2/models/digit/versions/1/infer", v2(floats)),
+        ("v2 bad version", "/v2/models/digit/versions/0/infer", v2(floats)),
+        ("v2 outputs", "/v2/models/digit/infer",
+         v2(floats, outputs=[{"name": "probabilities"}])),
+        ("v2 binary output", "/v2/models/digit/infer",
+         v2(floats, outputs=[{"name": "probabilities", "parameters": {"binary_data": True}}])),
+        ("v2 nested data", "/v2/models/digit/infer", v2([floats])),
+        ("v2 fractional ints", "/v2/models/digit/infer", v2([0.5] * 784, "INT32")),
+        ("v2 wrong count", "/v2/models/digit/infer", v2(floats[:10])),
+        ("v2 text bytes", "/v2/models/text/infer",
+         {"json": {"inputs": [{"name": "tokens", "shape": [1], "datatype": "BYTES",
+                               "data": ["a good film"]}]}}),
+        ("v2 duplicate key", "/v2/models/digit/infer",
+         {"content": b'{"inputs": [], "inputs": []}', "headers": JSON}),
+    ]
 
 
 def _with_settings() -> list[tuple[str, dict[str, Any], list[tuple[str, str, dict[str, Any]]]]]:
@@ -158,3 +207,47 @@ async def test_the_lanes_answer_alike(make_rest_client: Callable[..., Any],
     assert not differences, "\n".join(
         f"{name}: {a} answered {got_a!r:.300}\n  but {b} answered {got_b!r:.300}"
         for name, a, got_a, b, got_b in differences)
+
+
+async def test_the_tensor_routes_answer_as_fastapis_routes_did(
+        make_rest_client: Callable[..., Any]) -> None:
+    """FastAPI still declares the tensor routes (docs, OpenAPI): calling its router past
+    ServingApp's hot lane must give the same answers."""
+    from fastapi import FastAPI
+
+    rest = await make_rest_client()
+    app = rest.client._transport.app  # type: ignore[attr-defined]
+
+    async def fastapi_only(scope: Any, receive: Any, send: Any) -> None:
+        await FastAPI.__call__(app, scope, receive, send)
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fastapi_only),
+                                 base_url="http://modelserve.test") as routed:
+        differences = []
+        for name, path, kwargs in _tensor_requests():
+            hot, via_router = await rest.client.post(path, **_request(kwargs)), \
+                await routed.post(path, **_request(kwargs))
+            if _answer(hot) != _answer(via_router):
+                differences.append(f"{name}: hot {_answer(hot)!r:.300}\n  FastAPI "
+                                   f"{_answer(via_router)!r:.300}")
+    assert not differences, "\n".join(differences)
+
+
+async def test_granian_answers_the_hot_routes_as_uvicorn_does(
+        protocol_server_for: Callable[..., Any]) -> None:
+    """MODELSERVE_HTTP_SERVER=granian (opt-in): granian hands every request to the app's
+    ASGI lane; the task and tensor routes, their errors included, answer as under uvicorn's
+    protocol lane, byte for byte."""
+    from serving.rest.granian_server import GranianServer
+
+    on_granian = protocol_server_for(http_server="granian")
+    assert isinstance(on_granian.process.http, GranianServer)
+    differences = []
+    async with httpx.AsyncClient(base_url=protocol_server_for().url, timeout=30) as uvicorn, \
+            httpx.AsyncClient(base_url=on_granian.url, timeout=30) as granian:
+        for name, path, kwargs in GROUPS[0][2]:
+            expected = _answer(await uvicorn.post(path, **_request(kwargs)))
+            got = _answer(await granian.post(path, **_request(kwargs)))
+            if got != expected:
+                differences.append(f"{name}: uvicorn {expected!r:.300}\n  granian {got!r:.300}")
+    assert not differences, "\n".join(differences)

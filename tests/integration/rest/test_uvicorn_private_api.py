@@ -9,7 +9,11 @@ These tests fail, naming what moved, when a uvicorn release changes any of it:
   ``self.app``, ``self.loop`` and ``self.tasks`` (a set of running tasks) read;
 - the cycle's ``scope`` (method, path, headers, state), ``receive()``, ``send()``,
   ``response_started``, ``disconnected``, ``send_500_response()``, ``on_response`` and
-  ``transport``.
+  ``transport``;
+- for the one-write answer (``_write_whole``, which does ``send``'s bookkeeping itself):
+  ``STATUS_LINE``, the cycle's ``flow.write_paused``, ``access_log``, ``default_headers``,
+  ``keep_alive``, ``waiting_for_100_continue``, ``response_complete`` and
+  ``message_event``; its bytes must be exactly those ``send`` writes.
 
 The static checks read signatures; the live ones run a real server on 127.0.0.1 and
 look at the objects uvicorn hands to the hot path while it answers.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,8 +31,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
+from serving.rest import hot_protocol
 from serving.rest.connection_limits import ConnectionLimits
 from serving.rest.hot_protocol import protocol_class
 from serving.server import ServerProcess
@@ -134,6 +144,13 @@ async def test_the_attributes_the_hot_path_reads_exist(hot_server) -> None:
     assert cycle.response_started is True and cycle.disconnected is False
     assert callable(cycle.on_response)
     assert hasattr(cycle.transport, "close") and hasattr(cycle.transport, "is_closing")
+    # What _write_whole reads and sets in send's place.
+    assert STATUS_LINE[200] == b"HTTP/1.1 200 OK\r\n"
+    assert cycle.flow.write_paused is False and isinstance(cycle.access_log, bool)
+    assert isinstance(cycle.default_headers, list) and cycle.keep_alive is True
+    assert cycle.waiting_for_100_continue is False and cycle.response_complete is True
+    assert isinstance(cycle.message_event, asyncio.Event) and cycle.message_event.is_set()
+    assert "send" in vars(RequestResponseCycle)  # the general path it falls back to
 
 
 async def test_a_failure_before_the_answer_is_uvicorns_500(hot_server) -> None:
@@ -165,3 +182,43 @@ async def test_a_failure_after_the_answer_started_closes_the_connection(hot_serv
         lane.serve = type(lane).serve.__get__(lane)  # the real one again
         ok = await client.post("/v1/digit:predict", content=DIGIT)
     assert ok.status_code == 200  # a fresh connection is served as usual
+
+
+async def _exchange(url: str, requests: list[bytes]) -> list[bytes]:
+    """Raw answers to ``requests`` sent one after another on one connection."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    answers = []
+    for request in requests:
+        writer.write(request)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length"))
+        answers.append(head + await reader.readexactly(length))
+    closed = await asyncio.wait_for(reader.read(), 10) == b"" if b"close" in requests[-1] \
+        else None
+    writer.close()
+    answers.append(b"closed" if closed else b"open")
+    return answers
+
+
+def _steady(answers: list[bytes]) -> list[bytes]:
+    """The answers with the values that differ from one request to the next masked: the
+    clock (Date) and the stage durations (Server-Timing); their names stay compared."""
+    return [re.sub(rb"(?im)^(date|server-timing): [^\r\n]*", rb"\1: <varies>", answer)
+            for answer in answers]
+
+
+async def test_one_write_answers_are_the_bytes_send_writes(hot_server, monkeypatch) -> None:
+    url, _, _ = hot_server
+    post = (b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"X-Request-Id: r-1\r\n%sContent-Length: %d\r\n\r\n%s")
+    requests = [post % (b"/v1/digit:predict", b"", len(DIGIT), DIGIT),
+                post % (b"/v1/models/digit:predict", b"", 11, b'{"bad": 1}x'),
+                post % (b"/v2/models/digit/infer", b"Connection: close\r\n", 2, b"{}")]
+    fast = _steady(await _exchange(url, requests))
+    monkeypatch.setattr(hot_protocol, "_write_whole", lambda *args: False)
+    general = _steady(await _exchange(url, requests))
+    assert fast == general
+    assert fast[0].startswith(b"HTTP/1.1 200") and fast[1].startswith(b"HTTP/1.1 400")
+    assert b"connection: close" in fast[2] and fast[3] == b"closed"

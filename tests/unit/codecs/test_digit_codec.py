@@ -74,6 +74,9 @@ def test_0_255_values_are_scaled() -> None:
 def test_bad_values_are_invalid_input(values: object, match: str) -> None:
     with pytest.raises(InvalidInput, match=match):
         DigitCodec().decode_values(values)
+    if isinstance(values, list) and all(isinstance(v, float) for v in values):
+        with pytest.raises(InvalidInput, match=match):  # as the REST parser's float64 array
+            DigitCodec().decode_values(np.asarray(values, dtype=np.float64))
 
 
 def _general_path(values: object) -> np.ndarray:
@@ -83,7 +86,9 @@ def _general_path(values: object) -> np.ndarray:
 
 
 @pytest.mark.parametrize("form", ["ints 0-255", "floats 0-255", "floats 0-1", "28x28 ints",
-                                  "mixed ints and floats", "binary 0/1", "numpy array"])
+                                  "mixed ints and floats", "binary 0/1", "numpy array",
+                                  "float64 array (REST)", "float64 28x28 array (REST)",
+                                  "float64 unit array (REST)"])
 def test_every_number_form_decodes_as_numpy_would(form: str) -> None:
     pixels = np.random.default_rng(3).integers(0, 256, 784)
     pixels[:300] = 0
@@ -95,6 +100,9 @@ def test_every_number_form_decodes_as_numpy_would(form: str) -> None:
         "mixed ints and floats": [int(v) if i % 2 else float(v) for i, v in enumerate(pixels)],
         "binary 0/1": (pixels > 127).astype(int).tolist(),
         "numpy array": pixels,
+        "float64 array (REST)": pixels.astype(np.float64),
+        "float64 28x28 array (REST)": pixels.reshape(28, 28).astype(np.float64),
+        "float64 unit array (REST)": (pixels / 255).round(4),
     }[form]
     out = DigitCodec().decode_values(values)
     assert out.dtype == np.float32 and out.shape == (784,)

@@ -9,7 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
-from serving.rest.json_tensors import numeric_tensor
+from serving.rest.json_tensors import numeric_field, numeric_tensor
 
 SIGNATURE = "serving_default"
 
@@ -57,3 +57,31 @@ def test_a_shape_claimed_by_first_elements_only_costs_nothing() -> None:
     for _ in range(3):
         first = [first] + [0.5] * 999
     assert numeric_tensor(orjson.dumps({"instances": first}), SIGNATURE) is None
+
+
+DIGIT_KEYS = frozenset({"input", "inputs"})
+
+
+@pytest.mark.parametrize("value", [
+    np.random.default_rng(1).random(784).round(4).tolist(),  # floats with 4 decimals
+    list(range(256)) * 3 + list(range(16)),  # integer intensities
+    np.random.default_rng(2).random((28, 28)).tolist(),
+    np.random.default_rng(3).random((3, 784)).tolist(),
+])
+def test_task_numbers_match_the_general_parse(value: list) -> None:
+    for key in DIGIT_KEYS:
+        body = orjson.dumps({key: value})
+        got_key, array = numeric_field(body, DIGIT_KEYS)
+        assert got_key == key
+        np.testing.assert_array_equal(array, np.asarray(value, dtype=np.float64))
+
+
+@pytest.mark.parametrize("body", [
+    b'{"input": [1, 2], "top_k": 3}',  # another key
+    b'{"input": [1], "input": [2]}',  # duplicate key
+    b'{"text": [1, 2]}', b'{"input": [[1, 2], [3]]}', b'{"input": [{"b64": "AAAA"}]}',
+    b'{"input": ["1"]}', b'{"input": []}', b'{"input": 5}', b'[1, 2]', b'{}', b'',
+    b'{"input": [1e400]}',
+])
+def test_task_bodies_it_does_not_recognise_take_the_general_path(body: bytes) -> None:
+    assert numeric_field(body, DIGIT_KEYS) is None
