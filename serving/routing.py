@@ -18,6 +18,7 @@ limit, or when ``MAX_SHADOW_IN_FLIGHT`` shadow requests are already running.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import logging
 import random
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
+from serving import stages as request_stages
 from serving.errors import InvalidInput, ServingError
 from serving.models.labels import ModelLabels, Rollout, Shadow
 from serving.tasks.classification import probabilities
@@ -191,9 +193,13 @@ class Router:
             self._outcome(served.name, shadow, "failed")
             return
         # Started on the next loop turn: the caller's response is written first.
+        # Its own context without the caller's stage record (serving/stages.py): the
+        # shadow's batch must not overwrite the stages, span and capture of the caller's.
+        context = contextvars.copy_context()
+        context.run(request_stages.current.set, None)
         task = asyncio.get_running_loop().create_task(
             self._shadow(served, candidate, shadow, feeds, outputs, primary_s),
-            name=f"shadow-{served.name}-{candidate.version}")
+            name=f"shadow-{served.name}-{candidate.version}", context=context)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
