@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -68,6 +68,7 @@ class FrontendRegistry(ModelRegistry):
         self._codecs: dict[tuple[str, int, str], Any] = {}
         self._manifests: dict[str, Manifest] = {}
         self._routes: dict[Key, tuple[Any, ...]] = {}
+        self.on_change: list[Callable[[], None]] = []  # after each new table (labels)
 
     # Lifecycle ------------------------------------------------------------------------
     @property
@@ -139,6 +140,8 @@ class FrontendRegistry(ModelRegistry):
             self._tables[link.index] = table
             self._unavailable[link.index] = list(state["unavailable"])
         self._merge()
+        for hook in self.on_change:
+            hook()
 
     async def _build_codecs(self, entries: Any) -> None:
         wanted = [m for m in entries if m["state"] == ModelState.AVAILABLE
@@ -222,18 +225,22 @@ class EngineRepositoryControl(RepositoryControl):
     def __init__(self, registry: FrontendRegistry) -> None:
         super().__init__(registry, registry.settings)
         self.front = registry
+        # Version labels are the front end's (routing happens here): applied again when
+        # the engines' versions change, and on every poll for edits of labels.json.
+        registry.on_change.append(lambda: self.labels.refresh(registry))
 
     async def start(self) -> None:
-        """Nothing to watch here: each engine polls the repository for its models."""
-
-    async def close(self) -> None:
-        self._closing = True
+        """Labels only: each engine polls the repository for its models."""
+        self.labels.refresh(self.front)
+        if self.poll_s > 0 and self._task is None:
+            self._task = asyncio.create_task(self._poll_loop(), name="labels-poller")
 
     async def poll_once(self) -> None:
-        raise NotImplementedError("the engines poll the repository")
+        self.labels.refresh(self.front)
 
     async def load_model(self, name: str) -> list[ServedModel]:
         await self._forward("load", name)
+        self.labels.refresh(self.front)
         loaded = [m for m in self.front.models() if m.name == name and m.state != "END"]
         failed = [m for m in loaded if m.state == "FAILED"]
         if failed:  # an engine's own check raises first; this is the merged view's word
