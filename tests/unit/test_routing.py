@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -88,3 +89,36 @@ def test_compare_counts_rows_and_the_largest_difference() -> None:
     assert largest == pytest.approx(0.5)
     assert compare(_generic(), primary, {"y": np.zeros((2, 2), np.float32)}) is None
     assert compare(_generic(), primary, {"z": primary["y"]}) is None
+
+
+async def test_a_shadow_request_never_touches_the_callers_stage_record() -> None:
+    """The shadow runs in its own context: its batch must not land on the caller's stages
+    (Server-Timing, span, capture), which the caller's response is still being built from."""
+    from serving import stages as request_stages
+
+    seen: list[Any] = []
+
+    class Candidate(SimpleNamespace):
+        async def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            seen.append(request_stages.current.get())  # what the batcher would stamp
+            return {"y": inputs["x"]}
+
+    class Registry(_Registry):
+        def get(self, name: str, version: int | None = None) -> Any:
+            return Candidate(name=name, version=version, batcher=None)
+
+    labels = ModelLabels(Path("."))
+    labels._rollouts["m"] = parse({"labels": {"stable": 1, "canary": 2},
+                                   "shadow": {"primary": "stable", "candidate": "canary",
+                                              "share": 1.0}})
+    router = Router(Registry(), labels, None)  # type: ignore[arg-type]
+    caller = request_stages.start("m")
+    primary = SimpleNamespace(name="m", version=1, manifest=_generic().manifest)
+
+    async def feeds(served: Any) -> dict[str, np.ndarray]:
+        return {"x": np.ones((1, 2), np.float32)}
+
+    router.mirror(primary, feeds, {"y": np.ones((1, 2), np.float32)}, 0.001)  # type: ignore[arg-type]
+    await asyncio.gather(*router._tasks)
+    assert seen == [None]
+    assert request_stages.current.get() is caller  # the caller's own record is still its
