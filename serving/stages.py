@@ -76,12 +76,13 @@ class RequestStages:
         """The ``Server-Timing`` header value: each stage's duration in milliseconds, the
         batch's size in its description, and the total."""
         end = self.done if self.done is not None else time.monotonic()
-        if self.run_end is not None and self.done is not None:
+        if (self.run_end is not None and self.done is not None and self.enqueued is not None
+                and self.batch_start is not None and self.batch_end is not None
+                and self.run_start is not None):
             # Every stage reached (the usual answer): one format operation, as the header
-            # is on every inference response's path.
+            # is on every inference response's path. A request whose deadline passed while
+            # its batch ran has run times but no batch of its own: the general path below.
             received = self.received if self.received is not None else self.arrived
-            assert self.enqueued is not None and self.batch_start is not None
-            assert self.batch_end is not None and self.run_start is not None
             return _EVERY_STAGE % (
                 (received - self.arrived) * 1e3, (self.enqueued - received) * 1e3,
                 (self.batch_start - self.enqueued) * 1e3, self.batch_rows,

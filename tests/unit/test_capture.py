@@ -112,6 +112,16 @@ def test_server_timing_lists_the_stages_reached() -> None:
         'total;dur=12.000')
 
 
+def test_server_timing_of_a_request_whose_deadline_passed_while_a_batch_ran() -> None:
+    """Run times stamped but no batch of its own (it left the queue at its deadline): the
+    stages it reached, not an error (this answered 500 once)."""
+    stages = RequestStages(10.0, "POST /x")
+    stages.received = 10.001
+    stages.run_start, stages.run_end = 10.002, 10.004
+    stages.done = 10.005
+    assert stages.server_timing() == "receive;dur=1.000, total;dur=5.000"
+
+
 def test_queued_arrays_are_bounded_in_bytes(tmp_path: Path) -> None:
     capture = _log(tmp_path / "c.jsonl", queue_size=1000, queue_bytes=10 * 4096,
                    inputs="summary")
