@@ -234,6 +234,11 @@ async def test_engine_killed_under_load_answers_every_request(start_server_proce
     assert new and server.proc.poll() is None
 
 
+# Timing-sensitive: the engine holds the eight only if they reach it after its first
+# dispatch; when all arrive in one turn of its loop they run at once and nothing is left to
+# free (seen in fresh-clone CI runs). In `make test-heavy` until the test holds them
+# deterministically.
+@pytest.mark.heavy
 async def test_a_dead_front_end_frees_its_items_in_the_engine(start_server_process,
                                                               engine_repository) -> None:
     settings = server_settings(engine_repository, layout="engine")
@@ -299,6 +304,9 @@ async def test_sigterm_drains_front_ends_then_the_engine(start_server_process,
                 resp = await client.post("/v1/digit:predict", json={"input": [0] * 784})
                 statuses.append(resp.status_code)
 
+        # Both front ends up (the port answers once the first is): each must say goodbye.
+        await wait_for(lambda: server.output().count("front end ready") >= 2, 60,
+                       "both front ends ready")
         senders = [asyncio.create_task(load()) for _ in range(6)]
         await wait_for(lambda: len(statuses) >= 6, 30, "traffic flowing")
         server.proc.send_signal(signal.SIGTERM)

@@ -196,7 +196,8 @@ async def test_capture_without_raw_inputs(make_full_server: Callable[..., Any],
     server.process.dataplane.capture.flush()
     (record,) = _captured(path)
     assert "inputs" not in record and "outputs" in record
-    assert "0.5" not in path.read_text()
+    # Nothing of the 784 numbers anywhere in the file (a record is far smaller).
+    assert len(path.read_text()) < 2000
 
 
 async def test_capture_summarises_large_inputs(make_full_server: Callable[..., Any],
